@@ -1,0 +1,366 @@
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// row is one record on its way into a table.
+type row struct {
+	data    []byte
+	created int64 // Unix seconds
+}
+
+// idRange is the closed interval [lo, hi] of record ids.
+type idRange struct{ lo, hi int64 }
+
+// writeOp is one caller's write, handed to the committer. The committer fills
+// in lastID and deleted inside the transaction, updates the table's
+// bookkeeping after the commit, and then sends exactly one result on done.
+type writeOp struct {
+	ts   *tableState // the table written; nil for tables without bookkeeping (the DLQ)
+	rows []row       // appended, in order
+	del  []idRange   // deleted
+	// exec runs any other statement in the transaction and returns how many
+	// records of ts it deleted.
+	exec   func(t *txn) (deleted int64, err error)
+	clears bool // exec removes every row of ts: leases handed out before are void
+	done   chan error
+
+	lastID  int64 // id of the op's last inserted row
+	deleted int64 // records of ts this op removed
+}
+
+func newWriteOp(ts *tableState) *writeOp {
+	return &writeOp{ts: ts, done: make(chan error, 1)}
+}
+
+// Group commit limits: a transaction takes every op that is waiting, up to
+// these, so that one huge burst still commits in bounded pieces.
+const (
+	maxOpsPerCommit  = 4096
+	maxRowsPerCommit = 50_000
+	opQueueLen       = 4096
+)
+
+// committer is the one goroutine that writes to a database file. It owns the
+// write connection and its prepared statements; nothing else touches them.
+type committer struct {
+	path string
+	conn *sql.Conn
+
+	ops  chan *writeOp
+	mu   sync.RWMutex // held for reading while handing over an op; for writing by stop
+	shut bool
+	quit chan struct{}
+	done chan struct{}
+
+	stmts map[string]*sql.Stmt
+	rows  []row // reused buffer for coalesced inserts
+	args  []any // reused buffer for statement arguments
+
+	stats commitStats
+}
+
+// commitStats counts what the committer did, for tests, benchmarks and metrics.
+type commitStats struct {
+	commits atomic.Int64 // transactions committed
+	ops     atomic.Int64 // ops answered by those commits
+	rows    atomic.Int64 // rows inserted by those commits
+}
+
+func startCommitter(ctx context.Context, db *sql.DB, path string) (*committer, error) {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, dbError("open write connection", path, err)
+	}
+	c := &committer{
+		path:  path,
+		conn:  conn,
+		ops:   make(chan *writeOp, opQueueLen),
+		quit:  make(chan struct{}),
+		done:  make(chan struct{}),
+		stmts: map[string]*sql.Stmt{},
+	}
+	go c.loop()
+	return c, nil
+}
+
+// submit hands op to the committer and waits for its result. Once handed
+// over, the op is answered truthfully even if ctx ends: a caller must never
+// hear "failed" for a record that is on disk.
+func (c *committer) submit(ctx context.Context, op *writeOp) error {
+	c.mu.RLock()
+	if c.shut {
+		c.mu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case c.ops <- op:
+	case <-ctx.Done():
+		c.mu.RUnlock()
+		return ctx.Err()
+	}
+	c.mu.RUnlock()
+	return <-op.done
+}
+
+// stop refuses new ops, lets the loop answer every op already handed over,
+// then closes the write connection.
+func (c *committer) stop() {
+	c.mu.Lock()
+	if c.shut {
+		c.mu.Unlock()
+		<-c.done
+		return
+	}
+	c.shut = true
+	c.mu.Unlock()
+	close(c.quit)
+	<-c.done
+}
+
+func (c *committer) loop() {
+	defer close(c.done)
+	defer c.closeConn()
+	for {
+		select {
+		case op := <-c.ops:
+			c.runBatch(c.gather(op))
+		case <-c.quit:
+			// stop holds the write lock before closing quit, so no op can be
+			// handed over any more: drain what is queued and leave.
+			for {
+				select {
+				case op := <-c.ops:
+					c.runBatch(c.gather(op))
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+func (c *committer) closeConn() {
+	for _, s := range c.stmts {
+		s.Close()
+	}
+	c.conn.Close()
+}
+
+// gather takes first plus every op already waiting, within the limits. It
+// never waits for more: batching is by what is queued, not by a timer.
+func (c *committer) gather(first *writeOp) []*writeOp {
+	batch := []*writeOp{first}
+	rows := len(first.rows)
+	for len(batch) < maxOpsPerCommit && rows < maxRowsPerCommit {
+		select {
+		case op := <-c.ops:
+			batch = append(batch, op)
+			rows += len(op.rows)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// runBatch writes the batch in one transaction. If that fails, it retries
+// each op in a transaction of its own, so that one bad op cannot fail the
+// others that happened to share its commit.
+func (c *committer) runBatch(batch []*writeOp) {
+	err := c.inTx(batch)
+	if err == nil || len(batch) == 1 {
+		c.finish(batch, err)
+		return
+	}
+	for _, op := range batch {
+		c.finish([]*writeOp{op}, c.inTx([]*writeOp{op}))
+	}
+}
+
+// finish updates each table's bookkeeping after a commit and answers the ops.
+// Bookkeeping comes first, so that a caller who hears "done" sees its records
+// counted and claimable.
+func (c *committer) finish(batch []*writeOp, err error) {
+	if err == nil {
+		c.stats.commits.Add(1)
+		c.stats.ops.Add(int64(len(batch)))
+		for _, op := range batch {
+			c.stats.rows.Add(int64(len(op.rows)))
+			if op.ts != nil {
+				op.ts.committed(op)
+			}
+		}
+	}
+	for _, op := range batch {
+		op.done <- err
+	}
+}
+
+// inTx runs the batch in one IMMEDIATE transaction on the write connection.
+func (c *committer) inTx(batch []*writeOp) error {
+	ctx := context.Background()
+	if _, err := c.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return dbError("begin transaction", c.path, err)
+	}
+	t := &txn{c: c, ctx: ctx}
+	if err := t.apply(batch); err != nil {
+		c.rollback()
+		return err
+	}
+	if _, err := c.conn.ExecContext(ctx, "COMMIT"); err != nil {
+		c.rollback()
+		return dbError("commit", c.path, err)
+	}
+	return nil
+}
+
+func (c *committer) rollback() {
+	// A failed statement may already have ended the transaction; the error
+	// of a second ROLLBACK says nothing new.
+	_, _ = c.conn.ExecContext(context.Background(), "ROLLBACK")
+}
+
+// txn is the open transaction that ops run their statements in.
+type txn struct {
+	c   *committer
+	ctx context.Context
+}
+
+// exec runs query through a statement prepared once on the write connection.
+func (t *txn) exec(query string, args ...any) (sql.Result, error) {
+	st, ok := t.c.stmts[query]
+	if !ok {
+		var err error
+		st, err = t.c.conn.PrepareContext(t.ctx, query)
+		if err != nil {
+			return nil, dbError("prepare", t.c.path, err)
+		}
+		t.c.stmts[query] = st
+	}
+	res, err := st.ExecContext(t.ctx, args...)
+	if err != nil {
+		return nil, dbError("write", t.c.path, err)
+	}
+	return res, nil
+}
+
+// apply runs the ops in order. Consecutive inserts into one table are
+// coalesced into multi-row INSERTs: 64 goroutines each sending one record
+// cost one statement, not 64.
+func (t *txn) apply(batch []*writeOp) error {
+	var run []*writeOp // consecutive insert-only ops on one table
+	flush := func() error {
+		if len(run) == 0 {
+			return nil
+		}
+		rows := t.c.rows[:0]
+		for _, op := range run {
+			rows = append(rows, op.rows...)
+		}
+		t.c.rows = rows[:0]
+		last, err := t.insertRows(run[0].ts.name, rows)
+		clear(rows)
+		for _, op := range run {
+			op.lastID = last
+		}
+		run = run[:0]
+		return err
+	}
+	for _, op := range batch {
+		op.lastID, op.deleted = 0, 0
+		if op.exec == nil && op.del == nil && op.ts != nil {
+			if len(run) > 0 && run[0].ts != op.ts {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+			run = append(run, op)
+			continue
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+		if err := t.applyOne(op); err != nil {
+			return err
+		}
+	}
+	return flush()
+}
+
+// applyOne runs an op that is not a plain insert.
+func (t *txn) applyOne(op *writeOp) error {
+	if len(op.rows) > 0 {
+		last, err := t.insertRows(op.ts.name, op.rows)
+		if err != nil {
+			return err
+		}
+		op.lastID = last
+	}
+	for _, r := range op.del {
+		res, err := t.exec(`DELETE FROM "`+op.ts.name+`" WHERE id BETWEEN ? AND ?`, r.lo, r.hi)
+		if err != nil {
+			return err
+		}
+		n, _ := res.RowsAffected()
+		op.deleted += n
+	}
+	if op.exec != nil {
+		n, err := op.exec(t)
+		if err != nil {
+			return err
+		}
+		op.deleted += n
+	}
+	return nil
+}
+
+// insertChunks are the row counts of the multi-row INSERT statements a table
+// gets; any count is a sum of them, so each table needs at most five
+// prepared statements.
+var insertChunks = []int{256, 64, 16, 4, 1}
+
+// insertRows appends rows to table, in order, and returns the last id.
+func (t *txn) insertRows(table string, rows []row) (int64, error) {
+	var last int64
+	for _, chunk := range insertChunks {
+		for len(rows) >= chunk {
+			args := t.c.args[:0]
+			for _, r := range rows[:chunk] {
+				data := r.data
+				if data == nil {
+					data = []byte{} // nil binds as NULL; the column is NOT NULL
+				}
+				args = append(args, data, r.created)
+			}
+			res, err := t.exec(insertSQL(table, chunk), args...)
+			clear(args)
+			t.c.args = args[:0]
+			if err != nil {
+				return 0, err
+			}
+			if last, err = res.LastInsertId(); err != nil {
+				return 0, dbError("insert", t.c.path, err)
+			}
+			rows = rows[chunk:]
+		}
+	}
+	return last, nil
+}
+
+// insertSQL is the INSERT of n rows into table.
+func insertSQL(table string, n int) string {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO "`)
+	b.WriteString(table)
+	b.WriteString(`" (data, created_at) VALUES (?,?)`)
+	for range n - 1 {
+		b.WriteString(",(?,?)")
+	}
+	return b.String()
+}

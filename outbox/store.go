@@ -1,0 +1,175 @@
+package outbox
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/glebarez/sqlite"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+)
+
+// store is one open database file: its GORM handle, the *sql.DB under it, the
+// group committer that owns its write connection, and the state of each table
+// opened in it. Every Queue on the same file in this process shares one store,
+// so that one commit (one fsync) serves all of them.
+type store struct {
+	path       string
+	durability Durability
+	gorm       *gorm.DB
+	db         *sql.DB
+	commit     *committer
+
+	mu     sync.Mutex
+	refs   int
+	tables map[string]*tableState
+}
+
+// stores maps an absolute file path to its open store.
+var stores = struct {
+	sync.Mutex
+	m map[string]*store
+}{m: map[string]*store{}}
+
+// acquireStore returns the open store for path, opening the file when this is
+// its first user. Every acquireStore is paired with one releaseStore.
+func acquireStore(ctx context.Context, path string, d Durability) (*store, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: resolve path %q: %w", path, err)
+	}
+	stores.Lock()
+	defer stores.Unlock()
+	if s, ok := stores.m[abs]; ok {
+		if s.durability != d {
+			return nil, fmt.Errorf("outbox: open %s: already open with durability %s, not %s", abs, s.durability, d)
+		}
+		s.mu.Lock()
+		s.refs++
+		s.mu.Unlock()
+		return s, nil
+	}
+	s, err := openStore(ctx, abs, d)
+	if err != nil {
+		return nil, err
+	}
+	s.refs = 1
+	stores.m[abs] = s
+	return s, nil
+}
+
+// releaseStore drops one reference; the last one stops the committer (after
+// it has answered every write handed to it) and closes the file.
+func releaseStore(s *store) error {
+	stores.Lock()
+	defer stores.Unlock()
+	s.mu.Lock()
+	s.refs--
+	last := s.refs == 0
+	s.mu.Unlock()
+	if !last {
+		return nil
+	}
+	delete(stores.m, s.path)
+	s.commit.stop()
+	if err := s.db.Close(); err != nil {
+		return dbError("close", s.path, err)
+	}
+	return nil
+}
+
+// sqliteHeader is how every SQLite 3 database file begins.
+var sqliteHeader = []byte("SQLite format 3\x00")
+
+// checkExistingFile refuses a file that exists but is not an SQLite database,
+// before SQLite is given a chance to write to it (switching to WAL mode writes
+// the header). An empty file is a new database to SQLite, and to us.
+func checkExistingFile(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("outbox: open %s: %w", path, err)
+	}
+	defer f.Close()
+	head := make([]byte, len(sqliteHeader))
+	n, err := io.ReadFull(f, head)
+	if n == 0 && (err == io.EOF) {
+		return nil
+	}
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("outbox: read %s: %w", path, err)
+	}
+	if !bytes.Equal(head[:n], sqliteHeader) {
+		return fmt.Errorf("outbox: open %s: %w: not an SQLite database (bad header); the file was left untouched", path, ErrCorrupt)
+	}
+	return nil
+}
+
+// dsn builds the connection string. Every pooled connection runs these
+// pragmas: WAL so that readers never block the committer, a busy timeout for
+// an operator's sqlite3 shell, incremental auto-vacuum (it only takes effect
+// on a new file) so that a drained backlog can give disk space back, and the
+// synchronous level that the durability names.
+func dsn(path string, d Durability) string {
+	return path + "?_pragma=busy_timeout(10000)" +
+		"&_pragma=auto_vacuum(INCREMENTAL)" +
+		"&_pragma=journal_mode(WAL)" +
+		"&_pragma=synchronous(" + d.pragma() + ")" +
+		"&_txlock=immediate"
+}
+
+// maxConns bounds the pool: one connection belongs to the committer, the
+// others serve readers (Claim, Len at open, operator queries).
+const maxConns = 4
+
+func openStore(ctx context.Context, path string, d Durability) (*store, error) {
+	if strings.ContainsAny(path, "?#") {
+		return nil, fmt.Errorf("outbox: open %s: the path may not contain '?' or '#'", path)
+	}
+	if err := checkExistingFile(path); err != nil {
+		return nil, err
+	}
+	gdb, err := gorm.Open(sqlite.Open(dsn(path, d)), &gorm.Config{
+		Logger:                 logger.Discard,
+		SkipDefaultTransaction: true,
+	})
+	if err != nil {
+		return nil, dbError("open", path, err)
+	}
+	db, err := gdb.DB()
+	if err != nil {
+		return nil, dbError("open", path, err)
+	}
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(maxConns)
+	// Open lazily connects; ask SQLite something that reads the header and the
+	// schema, so that a corrupt file is reported here, by path.
+	var mode string
+	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		db.Close()
+		return nil, dbError("open", path, err)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		db.Close()
+		return nil, fmt.Errorf("outbox: open %s: journal mode is %q, want wal (is the file system one that supports shared memory?)", path, mode)
+	}
+	c, err := startCommitter(ctx, db, path)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &store{
+		path: path, durability: d, gorm: gdb, db: db, commit: c,
+		tables: map[string]*tableState{},
+	}, nil
+}

@@ -1,0 +1,280 @@
+package outbox
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+)
+
+// recordRow is the schema of a queue table, owned by GORM. Operators can read
+// it with the sqlite3 shell: SELECT id, created_at, data FROM <table>.
+type recordRow struct {
+	ID        int64  `gorm:"column:id;primaryKey;autoIncrement"`
+	Data      []byte `gorm:"column:data;type:BLOB;not null"`
+	CreatedAt int64  `gorm:"column:created_at;not null;autoCreateTime:false"`
+}
+
+// tableState is the in-memory bookkeeping of one table, shared by every
+// Queue open on it in this process.
+//
+// Claims walk the table with a cursor: every row with an id at or below the
+// cursor is leased or gone, so a claim reads only what lies past it. Rows
+// become visible to claims only up to the watermark, the last id whose commit
+// has been counted, so a claim never takes a row that Len has not counted yet.
+type tableState struct {
+	name  string
+	store *store
+	refs  int // guarded by store.mu
+
+	claimMu sync.Mutex // serialises claims and releases (both move the cursor)
+
+	mu         sync.Mutex
+	count      int64 // rows in the table
+	reserved   int64 // rows handed to the committer, not yet committed
+	watermark  int64
+	cursor     int64
+	leases     []*leaseCore // outstanding leases
+	gen        uint64       // bumped by Clear; leases of an older gen are void
+	spaceFreed chan struct{} // closed (and replaced) when rows are removed
+	dataAdded  chan struct{} // closed (and replaced) when rows become claimable
+}
+
+// leaseCore is the part of a lease the table keeps: which ids, and from which
+// generation of the table.
+type leaseCore struct {
+	ids []int64 // ascending
+	gen uint64
+}
+
+func (l *leaseCore) has(id int64) bool {
+	if len(l.ids) == 0 || id < l.ids[0] || id > l.ids[len(l.ids)-1] {
+		return false
+	}
+	_, found := slices.BinarySearch(l.ids, id)
+	return found
+}
+
+// ranges compresses the lease's ids into runs of consecutive ids.
+func (l *leaseCore) ranges() []idRange {
+	var out []idRange
+	for _, id := range l.ids {
+		if n := len(out); n > 0 && out[n-1].hi == id-1 {
+			out[n-1].hi = id
+			continue
+		}
+		out = append(out, idRange{id, id})
+	}
+	return out
+}
+
+func broadcast(ch *chan struct{}) {
+	close(*ch)
+	*ch = make(chan struct{})
+}
+
+// acquireTable returns the state of table, creating the table when needed.
+func (s *store) acquireTable(ctx context.Context, table string) (*tableState, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ts, ok := s.tables[table]; ok {
+		ts.refs++
+		return ts, nil
+	}
+	if err := s.gorm.WithContext(ctx).Table(table).AutoMigrate(&recordRow{}); err != nil {
+		return nil, dbError("create table "+table+" in", s.path, err)
+	}
+	ts := &tableState{
+		name: table, store: s, refs: 1,
+		spaceFreed: make(chan struct{}), dataAdded: make(chan struct{}),
+	}
+	// Counting once at open keeps Len O(1) afterwards.
+	q := fmt.Sprintf(`SELECT COUNT(*), COALESCE(MAX(id), 0) FROM "%s"`, table)
+	if err := s.db.QueryRowContext(ctx, q).Scan(&ts.count, &ts.watermark); err != nil {
+		return nil, dbError("count table "+table+" in", s.path, err)
+	}
+	s.tables[table] = ts
+	return ts, nil
+}
+
+func (s *store) releaseTable(ts *tableState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ts.refs--
+	if ts.refs == 0 {
+		delete(s.tables, ts.name)
+	}
+}
+
+// committed applies a committed op to the bookkeeping. The committer calls it
+// before answering the op.
+func (ts *tableState) committed(op *writeOp) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	n := int64(len(op.rows))
+	ts.count += n - op.deleted
+	ts.reserved -= n
+	if op.clears {
+		ts.gen++
+		ts.leases = nil
+	}
+	if op.lastID > ts.watermark {
+		ts.watermark = op.lastID
+	}
+	if n > 0 {
+		broadcast(&ts.dataAdded)
+	}
+	if op.deleted > 0 {
+		broadcast(&ts.spaceFreed)
+	}
+}
+
+// reserve books room for n rows, waiting while the table is full. The booking
+// is undone with unreserve if the rows are not committed.
+func (ts *tableState) reserve(ctx context.Context, n, max int64, closing <-chan struct{}) error {
+	for {
+		ts.mu.Lock()
+		if max == 0 || ts.count+ts.reserved+n <= max {
+			ts.reserved += n
+			ts.mu.Unlock()
+			return nil
+		}
+		wait := ts.spaceFreed
+		ts.mu.Unlock()
+		select {
+		case <-wait:
+		case <-closing:
+			return ErrClosed
+		case <-ctx.Done():
+			return fmt.Errorf("%w (%d records, limit %d): %w", ErrQueueFull, ts.len(), max, ctx.Err())
+		}
+	}
+}
+
+func (ts *tableState) unreserve(n int64) {
+	ts.mu.Lock()
+	ts.reserved -= n
+	broadcast(&ts.spaceFreed)
+	ts.mu.Unlock()
+}
+
+func (ts *tableState) len() int64 {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return ts.count
+}
+
+// storedRow is a row as read back from the table.
+type storedRow struct {
+	id      int64
+	data    []byte
+	created int64
+}
+
+// claimRows leases up to limit of the oldest unleased rows. It never waits:
+// no rows means an empty result.
+func (ts *tableState) claimRows(ctx context.Context, limit int) ([]storedRow, *leaseCore, error) {
+	ts.claimMu.Lock()
+	defer ts.claimMu.Unlock()
+	ts.mu.Lock()
+	cursor, wm := ts.cursor, ts.watermark
+	ts.mu.Unlock()
+
+	var out []storedRow
+	for len(out) < limit && cursor < wm {
+		want := limit - len(out)
+		rows, err := ts.readAfter(ctx, cursor, wm, want)
+		if err != nil {
+			return nil, nil, err
+		}
+		ts.mu.Lock()
+		for _, r := range rows {
+			if !ts.leasedLocked(r.id) {
+				out = append(out, r)
+			}
+		}
+		ts.mu.Unlock()
+		if len(rows) < want {
+			cursor = wm // nothing unread is left up to the watermark
+			break
+		}
+		cursor = rows[len(rows)-1].id
+	}
+
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	ts.cursor = cursor
+	if len(out) == 0 {
+		return nil, nil, nil
+	}
+	core := &leaseCore{ids: make([]int64, len(out)), gen: ts.gen}
+	for i, r := range out {
+		core.ids[i] = r.id
+	}
+	ts.leases = append(ts.leases, core)
+	return out, core, nil
+}
+
+func (ts *tableState) readAfter(ctx context.Context, after, upTo int64, limit int) ([]storedRow, error) {
+	q := `SELECT id, data, created_at FROM "` + ts.name + `" WHERE id > ? AND id <= ? ORDER BY id LIMIT ?`
+	rs, err := ts.store.db.QueryContext(ctx, q, after, upTo, limit)
+	if err != nil {
+		return nil, dbError("read "+ts.name+" from", ts.store.path, err)
+	}
+	defer rs.Close()
+	rows := make([]storedRow, 0, limit)
+	for rs.Next() {
+		var r storedRow
+		if err := rs.Scan(&r.id, &r.data, &r.created); err != nil {
+			return nil, dbError("read "+ts.name+" from", ts.store.path, err)
+		}
+		rows = append(rows, r)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, dbError("read "+ts.name+" from", ts.store.path, err)
+	}
+	return rows, nil
+}
+
+func (ts *tableState) leasedLocked(id int64) bool {
+	for _, l := range ts.leases {
+		if l.has(id) {
+			return true
+		}
+	}
+	return false
+}
+
+// dropLease forgets a lease whose rows were deleted.
+func (ts *tableState) dropLease(core *leaseCore) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	ts.removeLeaseLocked(core)
+}
+
+func (ts *tableState) removeLeaseLocked(core *leaseCore) {
+	if i := slices.Index(ts.leases, core); i >= 0 {
+		ts.leases = slices.Delete(ts.leases, i, i+1)
+	}
+}
+
+// releaseLease gives the lease's rows back: the cursor moves back before
+// them, so the next claim hands them out again, first and in order.
+func (ts *tableState) releaseLease(core *leaseCore) {
+	ts.claimMu.Lock()
+	defer ts.claimMu.Unlock()
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	ts.removeLeaseLocked(core)
+	if core.gen == ts.gen && len(core.ids) > 0 && core.ids[0]-1 < ts.cursor {
+		ts.cursor = core.ids[0] - 1
+	}
+	broadcast(&ts.dataAdded)
+}
+
+// leaseState tells whether core can still be acknowledged.
+func (ts *tableState) leaseCurrent(core *leaseCore) bool {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return core.gen == ts.gen
+}
