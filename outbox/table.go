@@ -1,8 +1,11 @@
 package outbox
 
 import (
+	"bytes"
 	"context"
+	"database/sql/driver"
 	"fmt"
+	"io"
 	"slices"
 	"sync"
 )
@@ -34,8 +37,8 @@ type tableState struct {
 	reserved   int64 // rows handed to the committer, not yet committed
 	watermark  int64
 	cursor     int64
-	leases     []*leaseCore // outstanding leases
-	gen        uint64       // bumped by Clear; leases of an older gen are void
+	leases     []*leaseCore  // outstanding leases
+	gen        uint64        // bumped by Clear; leases of an older gen are void
 	spaceFreed chan struct{} // closed (and replaced) when rows are removed
 	dataAdded  chan struct{} // closed (and replaced) when rows become claimable
 }
@@ -215,25 +218,74 @@ func (ts *tableState) claimRows(ctx context.Context, limit int) ([]storedRow, *l
 	return out, core, nil
 }
 
+// readAfter reads up to limit rows with ids in (after, upTo], in id order.
+//
+// It talks to the driver directly instead of through database/sql's Rows and
+// Scan: draining a backlog reads every record once, and that layer's locking
+// and conversions cost about a third of the read (BenchmarkClaimAck1000).
 func (ts *tableState) readAfter(ctx context.Context, after, upTo int64, limit int) ([]storedRow, error) {
-	q := `SELECT id, data, created_at FROM "` + ts.name + `" WHERE id > ? AND id <= ? ORDER BY id LIMIT ?`
-	rs, err := ts.store.db.QueryContext(ctx, q, after, upTo, limit)
+	conn, err := ts.store.db.Conn(ctx)
 	if err != nil {
 		return nil, dbError("read "+ts.name+" from", ts.store.path, err)
 	}
-	defer rs.Close()
+	defer conn.Close()
+	q := `SELECT id, data, created_at FROM "` + ts.name + `" WHERE id > ? AND id <= ? ORDER BY id LIMIT ?`
 	rows := make([]storedRow, 0, limit)
-	for rs.Next() {
-		var r storedRow
-		if err := rs.Scan(&r.id, &r.data, &r.created); err != nil {
-			return nil, dbError("read "+ts.name+" from", ts.store.path, err)
+	err = conn.Raw(func(dc any) error {
+		qc, ok := dc.(driver.QueryerContext)
+		if !ok {
+			return fmt.Errorf("driver connection %T cannot query", dc)
 		}
-		rows = append(rows, r)
-	}
-	if err := rs.Err(); err != nil {
+		rs, err := qc.QueryContext(ctx, q, []driver.NamedValue{
+			{Ordinal: 1, Value: after}, {Ordinal: 2, Value: upTo}, {Ordinal: 3, Value: int64(limit)},
+		})
+		if err != nil {
+			return err
+		}
+		defer rs.Close()
+		dest := make([]driver.Value, 3)
+		for {
+			if err := rs.Next(dest); err == io.EOF {
+				return nil
+			} else if err != nil {
+				return err
+			}
+			r, err := scanRow(dest)
+			if err != nil {
+				return err
+			}
+			rows = append(rows, r)
+		}
+	})
+	if err != nil {
 		return nil, dbError("read "+ts.name+" from", ts.store.path, err)
 	}
 	return rows, nil
+}
+
+// scanRow converts one driver row (id, data, created_at). The data is
+// copied: a driver may reuse its buffers on the next call to Next.
+func scanRow(dest []driver.Value) (storedRow, error) {
+	id, ok := dest[0].(int64)
+	if !ok {
+		return storedRow{}, fmt.Errorf("id column holds %T, want an integer", dest[0])
+	}
+	created, _ := dest[2].(int64) // only informational; a hand-written row may lack it
+	var data []byte
+	switch v := dest[1].(type) {
+	case []byte:
+		data = bytes.Clone(v)
+	case string: // a row written as TEXT by hand, with the sqlite3 shell
+		data = []byte(v)
+	case nil:
+		data = []byte{}
+	default:
+		return storedRow{}, fmt.Errorf("record %d: data column holds %T, want a blob", id, v)
+	}
+	if data == nil {
+		data = []byte{}
+	}
+	return storedRow{id: id, data: data, created: created}, nil
 }
 
 func (ts *tableState) leasedLocked(id int64) bool {
