@@ -136,8 +136,9 @@ func dsn(path string, d Durability) string {
 const maxConns = 4
 
 func openStore(ctx context.Context, path string, d Durability) (*store, error) {
-	if strings.ContainsAny(path, "?#") {
-		return nil, fmt.Errorf("outbox: open %s: the path may not contain '?' or '#'", path)
+	if strings.Contains(path, "?") {
+		// The driver reads everything after the first '?' as its options.
+		return nil, fmt.Errorf("outbox: open %s: the path may not contain '?'", path)
 	}
 	if err := checkExistingFile(path); err != nil {
 		return nil, err
