@@ -28,7 +28,11 @@ func TestMain(m *testing.M) {
 // runChild never returns on its own: the parent kills it.
 func runChild(role, path string) int {
 	ctx := context.Background()
-	q, err := Open(ctx, path, "events", Options[int]{})
+	d, err := ParseDurability(os.Getenv("OUTBOX_CRASH_DURABILITY"))
+	if err != nil {
+		d = DurabilityFull
+	}
+	q, err := Open(ctx, path, "events", Options[int]{Durability: d})
 	if err != nil {
 		fmt.Println("error", err)
 		return 1
@@ -42,13 +46,35 @@ func runChild(role, path string) int {
 		mu.Unlock()
 	}
 	switch role {
+	case "dump":
+		// Print every record in the queue, for a parent that must not open
+		// the file itself (it serves the FUSE mount the file is on).
+		l, err := q.claimNow(ctx, 1<<30)
+		if err != nil {
+			say("error %v", err)
+			return 1
+		}
+		ids := []string{"have"}
+		if l != nil {
+			for _, v := range l.Items() {
+				ids = append(ids, strconv.Itoa(v))
+			}
+			l.Release(ctx)
+		}
+		say("%s", strings.Join(ids, " "))
+		if err := q.Close(); err != nil {
+			say("error %v", err)
+			return 1
+		}
+		return 0
 	case "send":
 		// 8 senders, each with its own numbers; a number is printed only
 		// after Send returned for it.
+		base, _ := strconv.Atoi(os.Getenv("OUTBOX_CRASH_BASE")) // numbers unique across runs
 		var wg sync.WaitGroup
 		for s := range 8 {
 			wg.Go(func() {
-				for i := s; ; i += 8 {
+				for i := base + s; ; i += 8 {
 					if err := q.Send(ctx, i); err != nil {
 						say("error %v", err)
 						return
@@ -91,10 +117,11 @@ func runChild(role, path string) int {
 }
 
 // startChild runs role against path and returns its output lines as they come.
-func startChild(t *testing.T, role, path string) (*exec.Cmd, <-chan string) {
+func startChild(t *testing.T, role, path string, env ...string) (*exec.Cmd, <-chan string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run", "^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+role, "OUTBOX_CRASH_PATH="+path)
+	cmd.Env = append(cmd.Env, env...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -107,6 +134,7 @@ func startChild(t *testing.T, role, path string) (*exec.Cmd, <-chan string) {
 	go func() {
 		defer close(lines)
 		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 64<<10), 64<<20) // a dump is one long line
 		for sc.Scan() {
 			lines <- sc.Text()
 		}

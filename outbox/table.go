@@ -230,7 +230,7 @@ func (ts *tableState) readAfter(ctx context.Context, after, upTo int64, limit in
 	}
 	defer conn.Close()
 	q := `SELECT id, data, created_at FROM "` + ts.name + `" WHERE id > ? AND id <= ? ORDER BY id LIMIT ?`
-	rows := make([]storedRow, 0, limit)
+	rows := make([]storedRow, 0, min(limit, 1024)) // limit may be huge: "everything"
 	err = conn.Raw(func(dc any) error {
 		qc, ok := dc.(driver.QueryerContext)
 		if !ok {
