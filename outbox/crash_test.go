@@ -49,7 +49,7 @@ func runChild(role, path string) int {
 	case "dump":
 		// Print every record in the queue, for a parent that must not open
 		// the file itself (it serves the FUSE mount the file is on).
-		l, err := q.claimNow(ctx, 1<<30)
+		l, err := q.claimNow(ctx, 1<<30, 0)
 		if err != nil {
 			say("error %v", err)
 			return 1

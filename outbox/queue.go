@@ -183,7 +183,7 @@ func (q *Queue[T]) Recv(ctx context.Context) (item T, ok bool, err error) {
 // RecvBatch removes and returns up to limit of the oldest records, oldest
 // first. It never waits: an empty queue gives an empty slice.
 func (q *Queue[T]) RecvBatch(ctx context.Context, limit int) ([]T, error) {
-	l, err := q.claimNow(ctx, limit)
+	l, err := q.claimNow(ctx, limit, 0)
 	if err != nil || l == nil {
 		return nil, err
 	}
@@ -200,11 +200,18 @@ func (q *Queue[T]) RecvBatch(ctx context.Context, limit int) ([]T, error) {
 // handed out again until released; if the process dies before Ack, they are
 // delivered again after the next Open.
 func (q *Queue[T]) Claim(ctx context.Context, limit int) (*Lease[T], error) {
+	return q.ClaimBytes(ctx, limit, 0)
+}
+
+// ClaimBytes is Claim with a second bound: the lease holds no more than
+// maxBytes of stored data (0: no limit), except that it always holds at
+// least one record, however large.
+func (q *Queue[T]) ClaimBytes(ctx context.Context, limit, maxBytes int) (*Lease[T], error) {
 	for {
 		q.ts.mu.Lock()
 		added := q.ts.dataAdded // taken before looking, so no wake-up is missed
 		q.ts.mu.Unlock()
-		l, err := q.claimNow(ctx, limit)
+		l, err := q.claimNow(ctx, limit, maxBytes)
 		if err != nil || l != nil {
 			return l, err
 		}
@@ -219,14 +226,14 @@ func (q *Queue[T]) Claim(ctx context.Context, limit int) (*Lease[T], error) {
 }
 
 // claimNow leases what is there, without waiting; nil when nothing is.
-func (q *Queue[T]) claimNow(ctx context.Context, limit int) (*Lease[T], error) {
+func (q *Queue[T]) claimNow(ctx context.Context, limit, maxBytes int) (*Lease[T], error) {
 	if q.closed.Load() {
 		return nil, q.errClosed("receive from")
 	}
 	if limit <= 0 {
 		return nil, fmt.Errorf("outbox: receive from %s table %s: limit %d is not positive", q.path, q.table, limit)
 	}
-	rows, core, err := q.ts.claimRows(ctx, limit)
+	rows, core, err := q.ts.claimRows(ctx, limit, maxBytes)
 	if err != nil {
 		if q.closed.Load() {
 			return nil, q.errClosed("receive from")
@@ -243,7 +250,7 @@ func (q *Queue[T]) claimNow(ctx context.Context, limit int) (*Lease[T], error) {
 		q.ts.releaseLease(core)
 		return nil, q.quarantine(ctx, bad)
 	}
-	return &Lease[T]{q: q, core: core, items: items}, nil
+	return &Lease[T]{q: q, core: core, items: items, rows: rows}, nil
 }
 
 // badRow is a stored row that the codec could not decode.
@@ -274,6 +281,23 @@ func (q *Queue[T]) Len(ctx context.Context) (int, error) {
 	}
 	return int(q.ts.len()), nil
 }
+
+// Oldest returns when the oldest record in the queue was stored; ok is false
+// when the queue is empty.
+func (q *Queue[T]) Oldest(ctx context.Context) (created time.Time, ok bool, err error) {
+	if q.closed.Load() {
+		return time.Time{}, false, q.errClosed("read")
+	}
+	sec, ok, err := q.ts.oldest(ctx)
+	if err != nil || !ok {
+		return time.Time{}, false, err
+	}
+	return time.Unix(sec, 0), true, nil
+}
+
+// Path and Table name the queue's file and table.
+func (q *Queue[T]) Path() string  { return q.path }
+func (q *Queue[T]) Table() string { return q.table }
 
 // IsEmpty reports whether the queue holds no records.
 func (q *Queue[T]) IsEmpty(ctx context.Context) (bool, error) {

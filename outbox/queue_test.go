@@ -617,3 +617,92 @@ func TestTableNames(t *testing.T) {
 		})
 	}
 }
+
+func TestClaimBytes(t *testing.T) {
+	t.Run("a claim stops before the byte limit but always takes one record", func(t *testing.T) {
+		ctx := testCtx(t)
+		q := mustOpen(t, tempDB(t), "events", Options[[]byte]{})
+		q.SendBatch(ctx, [][]byte{make([]byte, 600), make([]byte, 300), make([]byte, 300), make([]byte, 100)})
+		l, err := q.ClaimBytes(ctx, 10, 500)
+		if err != nil || l.Len() != 1 {
+			t.Fatalf("first claim: %d records, %v; want the one 600-byte record", l.Len(), err)
+		}
+		l2, err := q.ClaimBytes(ctx, 10, 700)
+		if err != nil || l2.Len() != 3 {
+			t.Fatalf("second claim: %d records, %v; want 300+300+100", l2.Len(), err)
+		}
+		l.Release(ctx)
+		l3, _ := q.ClaimBytes(ctx, 10, 0)
+		if l3.Len() != 1 || len(l3.Items()[0]) != 600 {
+			t.Fatalf("released record did not come back first")
+		}
+	})
+}
+
+func TestLeaseDeadLetter(t *testing.T) {
+	t.Run("dead-lettered records leave the lease and the queue, the others are acked", func(t *testing.T) {
+		ctx := testCtx(t)
+		path := tempDB(t)
+		q := mustOpen(t, path, "events", Options[int]{})
+		q.SendBatch(ctx, seq(0, 5))
+		l, _ := q.Claim(ctx, 5)
+		if err := l.DeadLetter(ctx, map[int]string{1: "too large", 3: "refused"}); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(l.Items(), []int{0, 2, 4}) {
+			t.Fatalf("lease now holds %v", l.Items())
+		}
+		if n := mustLen(t, q); n != 3 {
+			t.Fatalf("Len = %d, want 3", n)
+		}
+		if err := l.Ack(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var reasons []string
+		rows, err := rawDB(t, DLQPath(path)).Query(`SELECT data, error_message FROM events_dlq ORDER BY original_id`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var data, reason string
+			rows.Scan(&data, &reason)
+			reasons = append(reasons, data+":"+reason)
+		}
+		if !slices.Equal(reasons, []string{"1:too large", "3:refused"}) {
+			t.Fatalf("DLQ = %v", reasons)
+		}
+	})
+
+	t.Run("a lease whose every record was dead-lettered acks as empty", func(t *testing.T) {
+		ctx := testCtx(t)
+		q := mustOpen(t, tempDB(t), "events", Options[int]{})
+		q.SendBatch(ctx, seq(0, 2))
+		l, _ := q.Claim(ctx, 2)
+		l.DeadLetter(ctx, map[int]string{0: "x", 1: "y"})
+		if err := l.Ack(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Ack(ctx); !errors.Is(err, ErrLeaseNotActive) {
+			t.Fatalf("second Ack: %v", err)
+		}
+		if n := mustLen(t, q); n != 0 {
+			t.Fatalf("Len = %d", n)
+		}
+	})
+}
+
+func TestOldest(t *testing.T) {
+	t.Run("oldest is the creation time of the head record, absent when empty", func(t *testing.T) {
+		ctx := testCtx(t)
+		q := mustOpen(t, tempDB(t), "events", Options[int]{})
+		if _, ok, err := q.Oldest(ctx); ok || err != nil {
+			t.Fatalf("empty queue: ok=%v err=%v", ok, err)
+		}
+		before := time.Now().Truncate(time.Second)
+		q.Send(ctx, 1)
+		at, ok, err := q.Oldest(ctx)
+		if err != nil || !ok || at.Before(before) || at.After(time.Now()) {
+			t.Fatalf("Oldest = %v, %v, %v", at, ok, err)
+		}
+	})
+}

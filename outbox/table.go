@@ -3,7 +3,9 @@ package outbox
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -174,9 +176,10 @@ type storedRow struct {
 	created int64
 }
 
-// claimRows leases up to limit of the oldest unleased rows. It never waits:
-// no rows means an empty result.
-func (ts *tableState) claimRows(ctx context.Context, limit int) ([]storedRow, *leaseCore, error) {
+// claimRows leases up to limit of the oldest unleased rows, and no more than
+// maxBytes of data (0: no limit) unless a single row is larger. It never
+// waits: no rows means an empty result.
+func (ts *tableState) claimRows(ctx context.Context, limit, maxBytes int) ([]storedRow, *leaseCore, error) {
 	ts.claimMu.Lock()
 	defer ts.claimMu.Unlock()
 	ts.mu.Lock()
@@ -184,7 +187,8 @@ func (ts *tableState) claimRows(ctx context.Context, limit int) ([]storedRow, *l
 	ts.mu.Unlock()
 
 	var out []storedRow
-	for len(out) < limit && cursor < wm {
+	size, full := 0, false
+	for len(out) < limit && cursor < wm && !full {
 		want := limit - len(out)
 		rows, err := ts.readAfter(ctx, cursor, wm, want)
 		if err != nil {
@@ -192,16 +196,22 @@ func (ts *tableState) claimRows(ctx context.Context, limit int) ([]storedRow, *l
 		}
 		ts.mu.Lock()
 		for _, r := range rows {
-			if !ts.leasedLocked(r.id) {
-				out = append(out, r)
+			if ts.leasedLocked(r.id) {
+				cursor = r.id
+				continue
 			}
+			if maxBytes > 0 && len(out) > 0 && size+len(r.data) > maxBytes {
+				full = true
+				break
+			}
+			out = append(out, r)
+			size += len(r.data)
+			cursor = r.id
 		}
 		ts.mu.Unlock()
-		if len(rows) < want {
+		if !full && len(rows) < want {
 			cursor = wm // nothing unread is left up to the watermark
-			break
 		}
-		cursor = rows[len(rows)-1].id
 	}
 
 	ts.mu.Lock()
@@ -216,6 +226,26 @@ func (ts *tableState) claimRows(ctx context.Context, limit int) ([]storedRow, *l
 	}
 	ts.leases = append(ts.leases, core)
 	return out, core, nil
+}
+
+// forget removes the given ids from a lease, after they were deleted.
+func (ts *tableState) forget(core *leaseCore, gone map[int64]bool) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	core.ids = slices.DeleteFunc(core.ids, func(id int64) bool { return gone[id] })
+}
+
+// oldest returns the created_at of the oldest row, if any.
+func (ts *tableState) oldest(ctx context.Context) (int64, bool, error) {
+	var created int64
+	err := ts.store.db.QueryRowContext(ctx, `SELECT created_at FROM "`+ts.name+`" ORDER BY id LIMIT 1`).Scan(&created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, dbError("read "+ts.name+" from", ts.store.path, err)
+	}
+	return created, true, nil
 }
 
 // readAfter reads up to limit rows with ids in (after, upTo], in id order.
