@@ -1,0 +1,87 @@
+package forwarders
+
+import (
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Stats are a worker's counters, for the daemon's metrics and logs.
+type Stats struct {
+	RecordsSent atomic.Int64 // records the sink confirmed
+	Batches     atomic.Int64 // batches the sink confirmed
+	Retries     atomic.Int64 // failed attempts that were retried
+	Rejected    atomic.Int64 // records moved to the dead-letter queue
+
+	mu           sync.Mutex
+	failures     int // consecutive failed attempts
+	lastLogged   time.Time
+	lastError    string
+	lastErrorAt  time.Time
+	failingSince time.Time
+	backoff      time.Duration
+}
+
+// repeatLog is the least time between two failure logs of one sink.
+const repeatLog = 30 * time.Second
+
+// Snapshot is a point-in-time copy of a worker's state.
+type Snapshot struct {
+	Sink                string
+	RecordsSent         int64
+	Batches             int64
+	Retries             int64
+	Rejected            int64
+	ConsecutiveFailures int
+	LastError           string
+	LastErrorAt         time.Time
+	FailingSince        time.Time // zero while healthy
+	Backoff             time.Duration
+	QueueDepth          int
+	OldestAge           time.Duration
+}
+
+func (s *Stats) snapshot() Snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Snapshot{
+		RecordsSent: s.RecordsSent.Load(), Batches: s.Batches.Load(),
+		Retries: s.Retries.Load(), Rejected: s.Rejected.Load(),
+		ConsecutiveFailures: s.failures, LastError: s.lastError, LastErrorAt: s.lastErrorAt,
+		FailingSince: s.failingSince, Backoff: s.backoff,
+	}
+}
+
+// failed records a failed attempt. It logs the first failure, then a new
+// error at most every repeatLog, so that a sink down for a day (whose errors
+// alternate between refused, reset and timed out) does not flood the journal.
+func (s *Stats) failed(err error, next time.Duration, log *slog.Logger) {
+	s.Retries.Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	msg := err.Error()
+	if s.failures == 0 {
+		s.failingSince = now
+	}
+	s.failures++
+	if s.failures == 1 || (msg != s.lastError && now.Sub(s.lastLogged) >= repeatLog) {
+		log.Warn("send failed; retrying", "err", msg, "attempt", s.failures, "retry_in", next,
+			"failing_for", now.Sub(s.failingSince).Round(time.Millisecond))
+		s.lastLogged = now
+	}
+	s.lastError, s.lastErrorAt, s.backoff = msg, now, next
+}
+
+// delivered records a delivered batch, and a recovery once.
+func (s *Stats) delivered(records int, log *slog.Logger) {
+	s.RecordsSent.Add(int64(records))
+	s.Batches.Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failures > 0 {
+		log.Info("sink recovered", "failed_attempts", s.failures, "down_for", time.Since(s.failingSince).Round(time.Millisecond))
+	}
+	s.failures, s.backoff, s.failingSince = 0, 0, time.Time{}
+}
