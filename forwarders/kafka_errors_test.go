@@ -1,0 +1,10 @@
+package forwarders
+
+import "github.com/segmentio/kafka-go"
+
+var (
+	errTooLarge = kafka.MessageSizeTooLarge
+	errLeader   = kafka.NotLeaderForPartition
+)
+
+func errorsOf(errs ...error) kafka.WriteErrors { return kafka.WriteErrors(errs) }
