@@ -20,7 +20,11 @@ import (
 const childEnv = "FORWARDERS_CRASH_CHILD"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(childEnv) != "" {
+	switch os.Getenv(childEnv) {
+	case "":
+	case "drain":
+		os.Exit(runDrainChild())
+	default:
 		os.Exit(runForwardChild(os.Getenv("FORWARDERS_PATH"), os.Getenv("FORWARDERS_URL")))
 	}
 	os.Exit(m.Run())

@@ -212,3 +212,14 @@ func TestKafkaTooLarge(t *testing.T) {
 		}
 	})
 }
+
+// newBrokerB is newBroker for benchmarks.
+func newBrokerB(b *testing.B) *kfake.Cluster {
+	b.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(c.Close)
+	return c
+}

@@ -119,14 +119,15 @@ func checkExistingFile(path string) error {
 // pragmas: WAL so that readers never block the committer, a busy timeout for
 // an operator's sqlite3 shell, incremental auto-vacuum (it only takes effect
 // on a new file) so that a drained backlog can give disk space back, memory
-// mapped reads of the database file (draining a backlog reads each record
-// once; mmap saves a syscall and a copy per page, 15% of Claim+Ack), and the
-// synchronous level that the durability names.
+// mapped reads of the first 32 MiB of the file (mmap saves a syscall and a
+// copy per page: 15% of Claim+Ack; the cap keeps RSS flat, since mapped pages
+// count as resident and a drained backlog of a million records would
+// otherwise map 300 MB), and the synchronous level that the durability names.
 func dsn(path string, d Durability) string {
 	return path + "?_pragma=busy_timeout(10000)" +
 		"&_pragma=auto_vacuum(INCREMENTAL)" +
 		"&_pragma=journal_mode(WAL)" +
-		"&_pragma=mmap_size(1073741824)" +
+		"&_pragma=mmap_size(33554432)" +
 		"&_pragma=synchronous(" + d.pragma() + ")" +
 		"&_txlock=immediate"
 }
