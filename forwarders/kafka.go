@@ -196,6 +196,13 @@ func (k *Kafka) classify(err error, index []int, rejected map[int]string) error 
 	}
 	var perMessage kafka.WriteErrors
 	if !errors.As(err, &perMessage) {
+		// The whole write failed: network, or the connection's SASL
+		// handshake. Wrong credentials keep the backlog queued (and say so
+		// loudly) rather than dead-lettering all of it.
+		if isAuth(err) {
+			k.AuthFailures.Add(1)
+			k.log.Error("kafka refused the sink's credentials; records stay queued", "err", err)
+		}
 		return fmt.Errorf("kafka sink %s: %w", k.cfg.Topic, err)
 	}
 	var transient error

@@ -32,8 +32,14 @@ func newBroker(t *testing.T, opts ...kfake.Opt) *kfake.Cluster {
 // (franz-go), in partition order, and any that follow them.
 func consume(t *testing.T, c *kfake.Cluster, n int) []*kgo.Record {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics(topic),
+	return consumeWith(t, c, n)
+}
+
+func consumeWith(t *testing.T, c *kfake.Cluster, n int, opts ...kgo.Opt) []*kgo.Record {
+	t.Helper()
+	opts = append(opts, kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

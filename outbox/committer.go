@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // row is one record on its way into a table.
@@ -49,8 +50,13 @@ const (
 // committer is the one goroutine that writes to a database file. It owns the
 // write connection and its prepared statements; nothing else touches them.
 type committer struct {
-	path string
-	conn *sql.Conn
+	path       string
+	durability Durability
+	conn       *sql.Conn
+
+	// Acks relax to synchronous=NORMAL (see inTx); these track it.
+	relaxed  bool // the connection runs at NORMAL now
+	unsynced bool // a relaxed commit is not fsynced yet
 
 	ops  chan *writeOp
 	mu   sync.RWMutex // held for reading while handing over an op; for writing by stop
@@ -70,20 +76,23 @@ type commitStats struct {
 	commits atomic.Int64 // transactions committed
 	ops     atomic.Int64 // ops answered by those commits
 	rows    atomic.Int64 // rows inserted by those commits
+	relaxed atomic.Int64 // ack-only commits made without an fsync
+	synced  atomic.Int64 // syncWAL runs that made relaxed commits durable
 }
 
-func startCommitter(ctx context.Context, db *sql.DB, path string) (*committer, error) {
+func startCommitter(ctx context.Context, db *sql.DB, path string, d Durability) (*committer, error) {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return nil, dbError("open write connection", path, err)
 	}
 	c := &committer{
-		path:  path,
-		conn:  conn,
-		ops:   make(chan *writeOp, opQueueLen),
-		quit:  make(chan struct{}),
-		done:  make(chan struct{}),
-		stmts: map[string]*sql.Stmt{},
+		path:       path,
+		durability: d,
+		conn:       conn,
+		ops:        make(chan *writeOp, opQueueLen),
+		quit:       make(chan struct{}),
+		done:       make(chan struct{}),
+		stmts:      map[string]*sql.Stmt{},
 	}
 	go c.loop()
 	return c, nil
@@ -123,13 +132,21 @@ func (c *committer) stop() {
 	<-c.done
 }
 
+// ackSyncDelay bounds how long an acknowledgement may stay unsynced.
+const ackSyncDelay = time.Second
+
 func (c *committer) loop() {
 	defer close(c.done)
 	defer c.closeConn()
+	var syncTimer *time.Timer
+	var syncDue <-chan time.Time // nil (never ready) while everything is synced
 	for {
 		select {
 		case op := <-c.ops:
 			c.runBatch(c.gather(op))
+		case <-syncDue:
+			c.syncWAL()
+			syncTimer, syncDue = nil, nil
 		case <-c.quit:
 			// stop holds the write lock before closing quit, so no op can be
 			// handed over any more: drain what is queued and leave.
@@ -137,12 +154,75 @@ func (c *committer) loop() {
 				select {
 				case op := <-c.ops:
 					c.runBatch(c.gather(op))
+					continue
 				default:
-					return
 				}
+				break
 			}
+			if c.unsynced {
+				c.syncWAL()
+			}
+			return
+		}
+		switch {
+		case c.unsynced && syncTimer == nil:
+			syncTimer = time.NewTimer(ackSyncDelay)
+			syncDue = syncTimer.C
+		case !c.unsynced && syncTimer != nil:
+			syncTimer.Stop()
+			syncTimer, syncDue = nil, nil
 		}
 	}
+}
+
+// syncWAL makes relaxed commits durable: a checkpoint fsyncs the WAL before
+// it copies frames back. If a reader kept it from copying anything, the WAL
+// may not have been synced; the next timer tries again.
+func (c *committer) syncWAL() {
+	ctx := context.Background()
+	if err := c.relax(ctx, false); err != nil {
+		return
+	}
+	var busy, logFrames, done int
+	err := c.conn.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &logFrames, &done)
+	c.unsynced = err != nil || done < logFrames
+	if !c.unsynced {
+		c.stats.synced.Add(1)
+	}
+}
+
+// relax sets the connection to NORMAL (true) or back to the queue's level.
+func (c *committer) relax(ctx context.Context, on bool) error {
+	if c.relaxed == on {
+		return nil
+	}
+	level := c.durability.pragma()
+	if on {
+		level = "NORMAL"
+	}
+	if _, err := c.conn.ExecContext(ctx, "PRAGMA synchronous="+level); err != nil {
+		return dbError("set synchronous in", c.path, err)
+	}
+	c.relaxed = on
+	return nil
+}
+
+// ackOnly reports whether a batch only deletes records that consumers
+// acknowledged. Such a commit need not be fsynced: if a power cut undoes it,
+// the records are delivered again (at least once), never lost. It is synced
+// by the next commit that adds records (the WAL is synced whole), or by
+// syncWAL within ackSyncDelay. Inserts, Clear and dead-letter copies always
+// commit at the queue's durability.
+func (c *committer) ackOnly(batch []*writeOp) bool {
+	if c.durability != DurabilityFull && c.durability != DurabilityExtra {
+		return false
+	}
+	for _, op := range batch {
+		if len(op.rows) > 0 || op.exec != nil || len(op.del) == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *committer) closeConn() {
@@ -205,6 +285,10 @@ func (c *committer) finish(batch []*writeOp, err error) {
 // inTx runs the batch in one IMMEDIATE transaction on the write connection.
 func (c *committer) inTx(batch []*writeOp) error {
 	ctx := context.Background()
+	relaxed := c.ackOnly(batch)
+	if err := c.relax(ctx, relaxed); err != nil {
+		return err
+	}
 	if _, err := c.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		return dbError("begin transaction", c.path, err)
 	}
@@ -216,6 +300,10 @@ func (c *committer) inTx(batch []*writeOp) error {
 	if _, err := c.conn.ExecContext(ctx, "COMMIT"); err != nil {
 		c.rollback()
 		return dbError("commit", c.path, err)
+	}
+	c.unsynced = relaxed // a full commit synced the whole WAL, earlier frames too
+	if relaxed {
+		c.stats.relaxed.Add(1)
 	}
 	return nil
 }

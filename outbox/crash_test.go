@@ -83,6 +83,30 @@ func runChild(role, path string) int {
 				}
 			})
 		}
+		if os.Getenv("OUTBOX_CRASH_CONSUME") != "" {
+			// A consumer acks while the senders send, so that relaxed ack
+			// commits interleave with synced sends.
+			wg.Go(func() {
+				for {
+					l, err := q.Claim(ctx, 100)
+					if err != nil {
+						say("error %v", err)
+						return
+					}
+					// Said before the ack: from here on, these records may
+					// be gone after a crash, and rightly so.
+					ids := []string{"consumed"}
+					for _, v := range l.Items() {
+						ids = append(ids, strconv.Itoa(v))
+					}
+					say("%s", strings.Join(ids, " "))
+					if err := l.Ack(ctx); err != nil {
+						say("error %v", err)
+						return
+					}
+				}
+			})
+		}
 		wg.Wait()
 	case "consume":
 		// Two leases are out at any time: the kill always catches records
@@ -147,19 +171,31 @@ func startChild(t *testing.T, role, path string, env ...string) (*exec.Cmd, <-ch
 // kills the child and reads what it had already written.
 func killAfter(t *testing.T, cmd *exec.Cmd, lines <-chan string, n int) map[int]bool {
 	t.Helper()
-	acked := map[int]bool{}
+	acked, _ := killAfterConsumed(t, cmd, lines, n)
+	return acked
+}
+
+// killAfterConsumed is killAfter that also returns the numbers the child
+// reported consumed ("consumed ..." lines).
+func killAfterConsumed(t *testing.T, cmd *exec.Cmd, lines <-chan string, n int) (acked, consumed map[int]bool) {
+	t.Helper()
+	acked, consumed = map[int]bool{}, map[int]bool{}
 	timeout := time.After(60 * time.Second)
 	record := func(line string) {
 		if strings.HasPrefix(line, "error") {
 			t.Fatalf("child: %s", line)
 		}
 		f := strings.Fields(line)
-		if len(f) == 0 || f[0] != "acked" {
+		if len(f) == 0 || (f[0] != "acked" && f[0] != "consumed") {
 			return
+		}
+		into := acked
+		if f[0] == "consumed" {
+			into = consumed
 		}
 		for _, s := range f[1:] {
 			v, _ := strconv.Atoi(s)
-			acked[v] = true
+			into[v] = true
 		}
 	}
 	for len(acked) < n {
@@ -180,7 +216,7 @@ func killAfter(t *testing.T, cmd *exec.Cmd, lines <-chan string, n int) map[int]
 		record(line)
 	}
 	cmd.Wait()
-	return acked
+	return acked, consumed
 }
 
 func TestCrash(t *testing.T) {

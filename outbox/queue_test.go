@@ -706,3 +706,47 @@ func TestOldest(t *testing.T) {
 		}
 	})
 }
+
+func TestRelaxedAcks(t *testing.T) {
+	t.Run("an ack commits without an fsync and is synced within a second", func(t *testing.T) {
+		ctx := testCtx(t)
+		q := mustOpen(t, tempDB(t), "events", Options[int]{})
+		q.SendBatch(ctx, seq(0, 10))
+		l, _ := q.Claim(ctx, 10)
+		if err := l.Ack(ctx); err != nil {
+			t.Fatal(err)
+		}
+		st := &q.store.commit.stats
+		if st.relaxed.Load() != 1 {
+			t.Fatalf("relaxed commits = %d, want 1", st.relaxed.Load())
+		}
+		deadline := time.Now().Add(3 * time.Second)
+		for st.synced.Load() == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("the ack was not synced within 3s")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+
+	t.Run("inserts, clears and dead-letter copies are never relaxed", func(t *testing.T) {
+		ctx := testCtx(t)
+		q := mustOpen(t, tempDB(t), "events", Options[int]{})
+		q.SendBatch(ctx, seq(0, 10))
+		q.Clear(ctx)
+		if n := q.store.commit.stats.relaxed.Load(); n != 0 {
+			t.Fatalf("relaxed commits = %d, want 0", n)
+		}
+	})
+
+	t.Run("at durability normal nothing is switched", func(t *testing.T) {
+		ctx := testCtx(t)
+		q := mustOpen(t, tempDB(t), "events", Options[int]{Durability: DurabilityNormal})
+		q.SendBatch(ctx, seq(0, 10))
+		l, _ := q.Claim(ctx, 10)
+		l.Ack(ctx)
+		if n := q.store.commit.stats.relaxed.Load(); n != 0 {
+			t.Fatalf("relaxed commits = %d, want 0", n)
+		}
+	})
+}

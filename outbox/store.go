@@ -168,7 +168,7 @@ func openStore(ctx context.Context, path string, d Durability) (*store, error) {
 		db.Close()
 		return nil, fmt.Errorf("outbox: open %s: journal mode is %q, want wal (is the file system one that supports shared memory?)", path, mode)
 	}
-	c, err := startCommitter(ctx, db, path)
+	c, err := startCommitter(ctx, db, path, d)
 	if err != nil {
 		db.Close()
 		return nil, err
