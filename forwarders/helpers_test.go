@@ -92,7 +92,11 @@ func (c *collector) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		body = zr
 	}
-	data, _ := io.ReadAll(body)
+	data, err := io.ReadAll(body)
+	if err != nil { // the sender died mid-body: keep nothing of it
+		http.Error(w, err.Error(), 400)
+		return
+	}
 	c.mu.Lock()
 	c.reqs++
 	req := c.reqs

@@ -205,7 +205,7 @@ func TestKafkaTooLarge(t *testing.T) {
 		}
 	})
 
-	t.Run("a broker refusal for size is permanent, anything else is retried", func(t *testing.T) {
+	t.Run("size and authorization refusals are permanent (authorization also counted), anything else is retried", func(t *testing.T) {
 		k := &Kafka{cfg: KafkaConfig{Topic: topic}, log: quietLog}
 		rejected := map[int]string{}
 		err := k.classify(errorsOf(nil, error(errTooLarge), error(errLeader)), []int{0, 1, 2}, rejected)
@@ -215,6 +215,10 @@ func TestKafkaTooLarge(t *testing.T) {
 		rejected = map[int]string{}
 		if err := k.classify(errors.New("dial tcp: connection refused"), []int{0}, rejected); err == nil || len(rejected) != 0 {
 			t.Fatalf("a network error: %v, %v", err, rejected)
+		}
+		rejected = map[int]string{}
+		if err := k.classify(errorsOf(error(errTopicAuth)), []int{0}, rejected); err != nil || len(rejected) != 1 || k.AuthFailures.Load() != 1 {
+			t.Fatalf("topic authorization: transient %v, rejected %v, counted %d", err, rejected, k.AuthFailures.Load())
 		}
 	})
 }

@@ -70,13 +70,14 @@ func (q *Queue[T]) moveToDLQ(ctx context.Context, letters []deadLetter) error {
 	if err != nil {
 		return err
 	}
+	created := q.createdAt(ctx, letters)
 	insert := newWriteOp(nil)
 	insert.exec = func(t *txn) (int64, error) {
 		now := time.Now().Unix()
 		for _, l := range letters {
 			_, err := t.exec(`INSERT INTO "`+d.table+`" (original_id, data, error_message, created_at, moved_at)
 				SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM "`+d.table+`" WHERE original_id = ?)`,
-				l.id, nonNil(l.data), l.reason, l.created, now, l.id)
+				l.id, nonNil(l.data), l.reason, created[l.id], now, l.id)
 			if err != nil {
 				return 0, err
 			}
@@ -94,6 +95,22 @@ func (q *Queue[T]) moveToDLQ(ctx context.Context, letters []deadLetter) error {
 		return fmt.Errorf("outbox: delete %d dead-lettered records from %s table %s: %w", len(letters), q.path, q.table, err)
 	}
 	return nil
+}
+
+// createdAt reads when each row was stored. Claims do not read it (it would
+// cost every claim a column for the rare dead letter); a row whose time
+// cannot be read is stamped now rather than held back.
+func (q *Queue[T]) createdAt(ctx context.Context, letters []deadLetter) map[int64]int64 {
+	out := make(map[int64]int64, len(letters))
+	now := time.Now().Unix()
+	for _, l := range letters {
+		var c int64
+		if err := q.store.db.QueryRowContext(ctx, `SELECT created_at FROM "`+q.table+`" WHERE id = ?`, l.id).Scan(&c); err != nil {
+			c = now
+		}
+		out[l.id] = c
+	}
+	return out
 }
 
 func nonNil(b []byte) []byte {

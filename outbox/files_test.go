@@ -220,7 +220,7 @@ func TestDeadLetters(t *testing.T) {
 	t.Run("moving the same record twice leaves one copy in the DLQ", func(t *testing.T) {
 		ctx := testCtx(t)
 		path, q := setup(t)
-		row := storedRow{id: 2, data: []byte("not json"), created: 1}
+		row := storedRow{id: 2, data: []byte("not json")}
 		letters := []deadLetter{{storedRow: row, reason: "first"}}
 		if err := q.moveToDLQ(ctx, letters); err != nil {
 			t.Fatal(err)

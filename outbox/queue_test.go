@@ -750,3 +750,21 @@ func TestRelaxedAcks(t *testing.T) {
 		}
 	})
 }
+
+func TestClaimedRecordsDoNotShareMemory(t *testing.T) {
+	t.Run("each claimed record keeps its own bytes after the next rows are read", func(t *testing.T) {
+		ctx := testCtx(t)
+		q := mustOpen(t, tempDB(t), "raw", Options[[]byte]{})
+		in := [][]byte{[]byte("first record"), []byte("second"), []byte("third, the longest of them all")}
+		q.SendBatch(ctx, in)
+		l, err := q.Claim(ctx, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range l.Items() {
+			if string(r) != string(in[i]) {
+				t.Fatalf("record %d = %q, want %q: the driver reused a buffer", i, r, in[i])
+			}
+		}
+	})
+}
