@@ -1,0 +1,252 @@
+package ingest
+
+import (
+	"compress/gzip"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/outboxd/outboxd/outbox"
+)
+
+// Appender is what ingest needs of the outbox: store a request's records
+// durably, all or nothing, before it returns nil. A full outbox answers with
+// an error matching outbox.ErrQueueFull, a full disk with outbox.ErrDiskFull.
+type Appender interface {
+	Append(ctx context.Context, source string, records [][]byte) error
+}
+
+// QueueAppender appends to one outbox queue.
+type QueueAppender struct{ Queue *outbox.Queue[[]byte] }
+
+// Append sends the records as one batch.
+func (a QueueAppender) Append(ctx context.Context, _ string, records [][]byte) error {
+	return a.Queue.SendBatch(ctx, records)
+}
+
+// HTTPConfig configures the HTTP endpoint. Zero values take the defaults.
+type HTTPConfig struct {
+	Path           string        // default /v1/logs
+	Token          string        // bearer token required when set
+	MaxBodyBytes   int64         // per request, after decompression; default 10 MiB
+	MaxRecordBytes int           // per record; default 1 MiB
+	MaxConcurrent  int           // requests handled at once; default 64
+	FullWait       time.Duration // how long a request waits for room in a full outbox; default 1s
+	Host           string        // "host" of records that carry none; default the machine's hostname
+	Logger         *slog.Logger
+}
+
+func (c HTTPConfig) withDefaults() HTTPConfig {
+	if c.Path == "" {
+		c.Path = "/v1/logs"
+	}
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = 10 << 20
+	}
+	if c.MaxRecordBytes <= 0 {
+		c.MaxRecordBytes = 1 << 20
+	}
+	if c.MaxConcurrent <= 0 {
+		c.MaxConcurrent = 64
+	}
+	if c.FullWait <= 0 {
+		c.FullWait = time.Second
+	}
+	if c.Host == "" {
+		c.Host, _ = os.Hostname()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// HTTP is the HTTP ingest endpoint. It answers 202 only after the records
+// are committed to the outbox.
+type HTTP struct {
+	cfg HTTPConfig
+	app Appender
+	sem chan struct{}
+
+	Accepted atomic.Int64 // records accepted
+	Refused  atomic.Int64 // requests refused, for any reason
+}
+
+// NewHTTP returns the endpoint; mount Handler on a server with timeouts
+// (NewHTTPServer does).
+func NewHTTP(cfg HTTPConfig, app Appender) *HTTP {
+	cfg = cfg.withDefaults()
+	return &HTTP{cfg: cfg, app: app, sem: make(chan struct{}, cfg.MaxConcurrent)}
+}
+
+// NewHTTPServer wraps the endpoint in a server whose timeouts keep a slow or
+// hostile client from holding connections open.
+func NewHTTPServer(addr string, h *HTTP) *http.Server {
+	return &http.Server{
+		Addr: addr, Handler: h,
+		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 60 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second,
+		MaxHeaderBytes: 64 << 10,
+	}
+}
+
+type answer struct {
+	Accepted int    `json:"accepted"`
+	Error    string `json:"error,omitempty"`
+	Line     int    `json:"line,omitempty"`
+	Index    *int   `json:"index,omitempty"`
+}
+
+func (h *HTTP) reply(w http.ResponseWriter, status int, a answer) {
+	if status != http.StatusAccepted {
+		h.Refused.Add(1)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(a)
+}
+
+func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != h.cfg.Path {
+		h.reply(w, http.StatusNotFound, answer{Error: "no such endpoint; POST records to " + h.cfg.Path})
+		return
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		h.reply(w, http.StatusMethodNotAllowed, answer{Error: "use POST"})
+		return
+	}
+	if !h.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="outboxd"`)
+		h.reply(w, http.StatusUnauthorized, answer{Error: "missing or wrong bearer token"})
+		return
+	}
+	select {
+	case h.sem <- struct{}{}:
+		defer func() { <-h.sem }()
+	default:
+		w.Header().Set("Retry-After", "1")
+		h.reply(w, http.StatusServiceUnavailable, answer{Error: "too many requests at once"})
+		return
+	}
+	records, status, a := h.read(w, r)
+	if status != 0 {
+		h.reply(w, status, a)
+		return
+	}
+	h.store(w, r, records)
+}
+
+func (h *HTTP) authorized(r *http.Request) bool {
+	if h.cfg.Token == "" {
+		return true
+	}
+	got := r.Header.Get("Authorization")
+	want := "Bearer " + h.cfg.Token
+	return subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
+// read decodes the body into envelopes, or says which status to answer.
+func (h *HTTP) read(w http.ResponseWriter, r *http.Request) ([][]byte, int, answer) {
+	ct, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil {
+		ct = ""
+	}
+	decode := map[string]func(io.Reader, int, stamp) ([][]byte, error){
+		"application/x-ndjson": decodeNDJSON, "application/ndjson": decodeNDJSON,
+		"application/json": decodeJSON, "text/plain": decodeText,
+	}[ct]
+	if decode == nil {
+		return nil, http.StatusUnsupportedMediaType, answer{Error: fmt.Sprintf("content type %q: send application/x-ndjson, application/json or text/plain", ct)}
+	}
+	body := io.Reader(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
+	switch r.Header.Get("Content-Encoding") {
+	case "", "identity":
+	case "gzip":
+		zr, err := gzip.NewReader(body)
+		if err != nil {
+			return nil, http.StatusBadRequest, answer{Error: "gzip: " + err.Error()}
+		}
+		// Bound what the body inflates to, not only what was sent.
+		body = &limitedReader{r: zr, left: h.cfg.MaxBodyBytes}
+	default:
+		return nil, http.StatusUnsupportedMediaType, answer{Error: "content encoding " + r.Header.Get("Content-Encoding") + ": send gzip or none"}
+	}
+	st := stamp{received: time.Now().UTC(), host: h.cfg.Host, source: "http"}
+	records, err := decode(body, h.cfg.MaxRecordBytes, st)
+	var tooBig *http.MaxBytesError
+	var bodyErr *BodyError
+	switch {
+	case err == nil:
+		return records, 0, answer{}
+	case errors.As(err, &tooBig) || errors.Is(err, errInflatedTooBig):
+		return nil, http.StatusRequestEntityTooLarge, answer{Error: fmt.Sprintf("body over %d bytes", h.cfg.MaxBodyBytes)}
+	case errors.As(err, &bodyErr):
+		a := answer{Error: bodyErr.Reason, Line: bodyErr.Line}
+		if bodyErr.Index >= 0 {
+			a.Index = &bodyErr.Index
+		}
+		if bodyErr.TooBig {
+			return nil, http.StatusRequestEntityTooLarge, a
+		}
+		return nil, http.StatusBadRequest, a
+	}
+	return nil, http.StatusBadRequest, answer{Error: "read body: " + err.Error()}
+}
+
+// store appends the records and answers 202 only once they are committed.
+func (h *HTTP) store(w http.ResponseWriter, r *http.Request, records [][]byte) {
+	if len(records) == 0 {
+		h.reply(w, http.StatusAccepted, answer{})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.FullWait)
+	defer cancel()
+	err := h.app.Append(ctx, "http", records)
+	switch {
+	case err == nil:
+		h.Accepted.Add(int64(len(records)))
+		h.reply(w, http.StatusAccepted, answer{Accepted: len(records)})
+	case errors.Is(err, outbox.ErrQueueFull):
+		w.Header().Set("Retry-After", "1")
+		h.reply(w, http.StatusServiceUnavailable, answer{Error: "the outbox is full; retry later"})
+	case errors.Is(err, outbox.ErrDiskFull):
+		h.reply(w, http.StatusInsufficientStorage, answer{Error: "the disk is full; nothing of this request was stored"})
+	default:
+		h.cfg.Logger.Error("store records", "count", len(records), "err", err)
+		h.reply(w, http.StatusInternalServerError, answer{Error: "could not store the records; nothing was stored"})
+	}
+}
+
+var errInflatedTooBig = errors.New("decompressed body too large")
+
+// limitedReader fails, rather than stops, past its limit.
+type limitedReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.left <= 0 {
+		var probe [1]byte
+		if n, err := l.r.Read(probe[:]); n == 0 && err != nil {
+			return 0, err // the body ended exactly at the limit
+		}
+		return 0, errInflatedTooBig
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	return n, err
+}
