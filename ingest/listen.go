@@ -1,0 +1,306 @@
+package ingest
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/outboxd/outboxd/outbox"
+)
+
+// SyslogConfig configures one syslog listener.
+type SyslogConfig struct {
+	// Listen is udp://host:port, tcp://host:port or unix:///path (a datagram
+	// socket, as /dev/log is).
+	Listen          string
+	MaxMessageBytes int // default 64 KiB; longer TCP frames are cut there
+	Logger          *slog.Logger
+}
+
+// Syslog is a syslog listener. TCP pushes back: while the outbox is full it
+// stops reading from the connection, so the sender's kernel buffers fill and
+// its writes block. UDP and datagram sockets cannot push back: what does not
+// fit is counted in Dropped.
+type Syslog struct {
+	cfg     SyslogConfig
+	network string
+	address string
+	app     Appender
+
+	Received atomic.Int64 // records committed
+	Dropped  atomic.Int64 // datagram records that could not be stored
+
+	mu sync.Mutex
+	ln io.Closer
+	pc net.PacketConn
+}
+
+// maxBatch is the most records one Append carries.
+const maxBatch = 1000
+
+// NewSyslog checks the listen address.
+func NewSyslog(cfg SyslogConfig, app Appender) (*Syslog, error) {
+	u, err := url.Parse(cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("syslog listen %q: %w", cfg.Listen, err)
+	}
+	s := &Syslog{cfg: cfg, app: app}
+	switch u.Scheme {
+	case "udp", "tcp":
+		s.network, s.address = u.Scheme, u.Host
+	case "unix":
+		s.network, s.address = "unixgram", u.Path
+	default:
+		return nil, fmt.Errorf("syslog listen %q: want udp://, tcp:// or unix://", cfg.Listen)
+	}
+	if s.cfg.MaxMessageBytes <= 0 {
+		s.cfg.MaxMessageBytes = 64 << 10
+	}
+	if s.cfg.Logger == nil {
+		s.cfg.Logger = slog.Default()
+	}
+	return s, nil
+}
+
+// Listen opens the socket and returns its address.
+func (s *Syslog) Listen() (net.Addr, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.network == "tcp" {
+		ln, err := net.Listen("tcp", s.address)
+		if err != nil {
+			return nil, fmt.Errorf("syslog: listen %s: %w", s.cfg.Listen, err)
+		}
+		s.ln = ln
+		return ln.Addr(), nil
+	}
+	if s.network == "unixgram" {
+		os.Remove(s.address) // a socket left by an earlier run
+	}
+	pc, err := net.ListenPacket(s.network, s.address)
+	if err != nil {
+		return nil, fmt.Errorf("syslog: listen %s: %w", s.cfg.Listen, err)
+	}
+	s.pc = pc
+	return pc.LocalAddr(), nil
+}
+
+// Serve handles messages until ctx ends; then it closes the socket and
+// returns once every connection's records are stored or given up.
+func (s *Syslog) Serve(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	stop := context.AfterFunc(ctx, s.close)
+	defer stop()
+	if ln, ok := s.ln.(net.Listener); ok {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("syslog: accept on %s: %w", s.cfg.Listen, err)
+			}
+			wg.Go(func() { s.serveStream(ctx, conn) })
+		}
+	}
+	return s.serveDatagrams(ctx, &wg)
+}
+
+func (s *Syslog) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	if s.pc != nil {
+		s.pc.Close()
+	}
+}
+
+// serveStream reads RFC 6587 frames (octet counting or newline-terminated)
+// and stores them in batches: as many as are already buffered, so a fast
+// stream is committed in large batches and a slow one at once.
+func (s *Syslog) serveStream(ctx context.Context, conn net.Conn) {
+	defer conn.Close()
+	stopOnCancel := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) })
+	defer stopOnCancel()
+	peer := hostOf(conn.RemoteAddr())
+	br := bufio.NewReaderSize(conn, 64<<10)
+	var batch [][]byte
+	for {
+		msg, err := readFrame(br, s.cfg.MaxMessageBytes)
+		if len(msg) > 0 {
+			batch = append(batch, s.envelope(msg, peer))
+		}
+		if len(batch) > 0 && (err != nil || len(batch) >= maxBatch || br.Buffered() == 0) {
+			if !s.storeStream(ctx, batch) {
+				return
+			}
+			batch = batch[:0]
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// storeStream stores a stream's batch, waiting (and so not reading) while
+// the outbox is full. It gives up only when the listener stops.
+func (s *Syslog) storeStream(ctx context.Context, batch [][]byte) bool {
+	for {
+		err := s.app.Append(ctx, "syslog", batch)
+		switch {
+		case err == nil:
+			s.Received.Add(int64(len(batch)))
+			return true
+		case ctx.Err() != nil:
+			s.cfg.Logger.Warn("syslog: stopping with records unstored; the sender did not get them acknowledged", "count", len(batch))
+			return false
+		case errors.Is(err, outbox.ErrQueueFull) && len(batch) > 1:
+			// A full outbox makes Append wait (on ctx), so a quick
+			// ErrQueueFull means the batch is larger than the whole outbox:
+			// store it in halves, in order.
+			half := len(batch) / 2
+			return s.storeStream(ctx, batch[:half]) && s.storeStream(ctx, batch[half:])
+		case errors.Is(err, outbox.ErrQueueFull):
+			select {
+			case <-time.After(100 * time.Millisecond):
+			case <-ctx.Done():
+			}
+		default:
+			s.cfg.Logger.Error("syslog: store records; retrying", "count", len(batch), "err", err)
+			select {
+			case <-time.After(time.Second):
+			case <-ctx.Done():
+			}
+		}
+	}
+}
+
+// readFrame reads one message: "LEN SP MSG" when the frame starts with a
+// digit (octet counting), else up to the next newline.
+func readFrame(br *bufio.Reader, max int) ([]byte, error) {
+	first, err := br.Peek(1)
+	if err != nil {
+		return nil, err
+	}
+	if first[0] >= '1' && first[0] <= '9' {
+		lenStr, err := br.ReadString(' ')
+		if err != nil {
+			return nil, err
+		}
+		n, perr := strconv.Atoi(lenStr[:len(lenStr)-1])
+		if perr != nil || n <= 0 {
+			// Not a length after all: keep it as the start of a line.
+			rest, err := readLine(br, max)
+			return append([]byte(lenStr), rest...), err
+		}
+		// Keep at most max bytes; a frame that claims more is cut there, and
+		// the claim cannot make us allocate it.
+		msg := make([]byte, min(n, max))
+		if _, err := io.ReadFull(br, msg); err != nil {
+			return msg, err
+		}
+		if n > max {
+			if _, err := io.CopyN(io.Discard, br, int64(n-max)); err != nil {
+				return msg, err
+			}
+		}
+		return msg, nil
+	}
+	return readLine(br, max)
+}
+
+func readLine(br *bufio.Reader, max int) ([]byte, error) {
+	var line []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if len(line)+len(chunk) <= max {
+			line = append(line, chunk...)
+		}
+		if err != bufio.ErrBufferFull {
+			return line, err
+		}
+	}
+}
+
+// serveDatagrams reads datagrams; a batcher stores them. A datagram that
+// cannot be stored within a second is dropped and counted.
+func (s *Syslog) serveDatagrams(ctx context.Context, wg *sync.WaitGroup) error {
+	queue := make(chan []byte, 16*maxBatch)
+	wg.Go(func() { s.storeDatagrams(queue) })
+	defer close(queue)
+	buf := make([]byte, s.cfg.MaxMessageBytes)
+	for {
+		n, addr, err := s.pc.ReadFrom(buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("syslog: read on %s: %w", s.cfg.Listen, err)
+		}
+		rec := s.envelope(buf[:n], hostOf(addr))
+		select {
+		case queue <- rec:
+		default:
+			s.Dropped.Add(1)
+		}
+	}
+}
+
+func (s *Syslog) storeDatagrams(queue <-chan []byte) {
+	for first := range queue {
+		batch := [][]byte{first}
+	more:
+		for len(batch) < maxBatch {
+			select {
+			case r, ok := <-queue:
+				if !ok {
+					break more
+				}
+				batch = append(batch, r)
+			default:
+				break more
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := s.app.Append(ctx, "syslog", batch)
+		cancel()
+		if err != nil {
+			s.Dropped.Add(int64(len(batch)))
+			s.cfg.Logger.Warn("syslog: datagrams dropped; UDP cannot push back", "count", len(batch), "err", err)
+			continue
+		}
+		s.Received.Add(int64(len(batch)))
+	}
+}
+
+func (s *Syslog) envelope(msg []byte, peer string) []byte {
+	now := time.Now().UTC()
+	rec, err := NewSyslogEnvelope(ParseSyslog(msg, now), now, "syslog", peer).Marshal()
+	if err != nil { // cannot happen: every field is a string, a time or a map of strings
+		rec = []byte(`{"source":"syslog","parse_error":true}`)
+	}
+	return rec
+}
+
+func hostOf(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	if h, _, err := net.SplitHostPort(a.String()); err == nil {
+		return h
+	}
+	return a.String()
+}

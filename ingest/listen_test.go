@@ -1,0 +1,190 @@
+package ingest
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/outboxd/outboxd/outbox"
+)
+
+func startSyslog(t *testing.T, listen string, q *outbox.Queue[[]byte]) (*Syslog, net.Addr) {
+	t.Helper()
+	s, err := NewSyslog(SyslogConfig{Listen: listen}, QueueAppender{Queue: q})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := s.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return s, addr
+}
+
+func waitRecords(t *testing.T, q *outbox.Queue[[]byte], n int) []map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if got, _ := q.Len(context.Background()); got >= n {
+			return stored(t, q)
+		}
+		if time.Now().After(deadline) {
+			got, _ := q.Len(context.Background())
+			t.Fatalf("%d of %d records arrived", got, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func runLogger(t *testing.T, args ...string) {
+	t.Helper()
+	if _, err := exec.LookPath("logger"); err != nil {
+		t.Skip("util-linux logger is not installed")
+	}
+	if out, err := exec.Command("logger", args...).CombinedOutput(); err != nil {
+		t.Fatalf("logger %v: %v: %s", args, err, out)
+	}
+}
+
+func TestSyslogWithLogger(t *testing.T) {
+	for _, c := range []struct {
+		name, network string
+		args          []string
+		format        string
+	}{
+		{"TCP, RFC 5424, newline framing", "tcp", []string{"--tcp", "--rfc5424", "--msgid", "TX1", "--sd-id", "shop@1", "--sd-param", `till="3"`}, FormatRFC5424},
+		{"TCP, RFC 5424, octet counting", "tcp", []string{"--tcp", "--rfc5424", "--octet-count"}, FormatRFC5424},
+		{"TCP, RFC 3164", "tcp", []string{"--tcp", "--rfc3164"}, FormatRFC3164},
+		{"UDP, RFC 5424", "udp", []string{"--udp", "--rfc5424"}, FormatRFC5424},
+		{"UDP, RFC 3164", "udp", []string{"--udp", "--rfc3164"}, FormatRFC3164},
+	} {
+		t.Run("logger over "+c.name, func(t *testing.T) {
+			q := openQueue(t, 0)
+			_, addr := startSyslog(t, c.network+"://127.0.0.1:0", q)
+			port := addr.(interface{ String() string }).String()
+			port = port[strings.LastIndex(port, ":")+1:]
+			args := append([]string{"--server", "127.0.0.1", "--port", port, "--tag", "pos", "--id=4242", "-p", "local3.warning"}, c.args...)
+			runLogger(t, append(args, "drawer opened")...)
+			recs := waitRecords(t, q, 1)
+			r := recs[0]
+			if r["message"] != "drawer opened" || r["app"] != "pos" || r["procid"] != "4242" ||
+				r["facility"] != "local3" || r["severity"] != "warning" || r["syslog_format"] != c.format || r["source"] != "syslog" {
+				b, _ := json.Marshal(r)
+				t.Fatalf("record %s", b)
+			}
+			if c.name == "TCP, RFC 5424, newline framing" {
+				sd, _ := r["structured_data"].(map[string]any)
+				if r["msgid"] != "TX1" || sd["shop@1"] == nil {
+					t.Fatalf("msgid %v, structured data %v", r["msgid"], r["structured_data"])
+				}
+			}
+		})
+	}
+
+	t.Run("logger to a Unix datagram socket", func(t *testing.T) {
+		q := openQueue(t, 0)
+		sock := filepath.Join(t.TempDir(), "syslog.sock")
+		startSyslog(t, "unix://"+sock, q)
+		runLogger(t, "--socket", sock, "--tag", "cron", "job done")
+		r := waitRecords(t, q, 1)[0]
+		if r["message"] != "job done" || r["app"] != "cron" {
+			b, _ := json.Marshal(r)
+			t.Fatalf("record %s", b)
+		}
+	})
+}
+
+func TestSyslogTCPStream(t *testing.T) {
+	t.Run("a stream of 20,000 messages in both framings arrives whole and in order", func(t *testing.T) {
+		q := openQueue(t, 0)
+		s, addr := startSyslog(t, "tcp://127.0.0.1:0", q)
+		conn, err := net.Dial("tcp", addr.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := bufio.NewWriter(conn)
+		for i := range 20_000 {
+			if i%2 == 0 {
+				fmt.Fprintf(w, "<14>1 - h app - - - n=%d\n", i)
+			} else {
+				m := fmt.Sprintf("<14>1 - h app - - - n=%d", i)
+				fmt.Fprintf(w, "%d %s", len(m), m) // octet counting, mixed in
+			}
+		}
+		w.Flush()
+		conn.Close()
+		recs := waitRecords(t, q, 20_000)
+		for i, r := range recs {
+			if r["message"] != fmt.Sprintf("n=%d", i) {
+				t.Fatalf("record %d: %v", i, r["message"])
+			}
+		}
+		if s.Received.Load() != 20_000 {
+			t.Fatalf("Received = %d", s.Received.Load())
+		}
+	})
+
+	t.Run("a full outbox stops the reading instead of dropping", func(t *testing.T) {
+		q := openQueue(t, 100)
+		_, addr := startSyslog(t, "tcp://127.0.0.1:0", q)
+		conn, err := net.Dial("tcp", addr.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		go func() {
+			for i := range 300 {
+				fmt.Fprintf(conn, "<14>1 - h app - - - n=%d\n", i)
+			}
+		}()
+		deadline := time.Now().Add(10 * time.Second)
+		got := 0
+		for got < 300 && time.Now().Before(deadline) {
+			items, _ := q.RecvBatch(context.Background(), 50) // drain slowly, as a sink would
+			for _, it := range items {
+				var r map[string]any
+				json.Unmarshal(it, &r)
+				if r["message"] != fmt.Sprintf("n=%d", got) {
+					t.Fatalf("record %d: %v", got, r["message"])
+				}
+				got++
+			}
+			if n, _ := q.Len(context.Background()); n > 100 {
+				t.Fatalf("Len %d over MaxSize", n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if got != 300 {
+			t.Fatalf("%d of 300 records came through a full outbox", got)
+		}
+	})
+}
+
+func TestReadFrame(t *testing.T) {
+	br := bufio.NewReader(strings.NewReader("5 hello3 abcline one\n999999999 x"))
+	for _, want := range []string{"hello", "abc", "line one\n"} {
+		got, err := readFrame(br, 1024)
+		if err != nil || string(got) != want {
+			t.Fatalf("frame = %q, %v; want %q", got, err, want)
+		}
+	}
+	if got, err := readFrame(br, 1024); err == nil || len(got) > 1024 {
+		t.Fatalf("a frame claiming 999999999 bytes: %d bytes, %v", len(got), err)
+	}
+}
