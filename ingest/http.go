@@ -181,7 +181,7 @@ func (h *HTTP) read(w http.ResponseWriter, r *http.Request) ([][]byte, int, answ
 	default:
 		return nil, http.StatusUnsupportedMediaType, answer{Error: "content encoding " + r.Header.Get("Content-Encoding") + ": send gzip or none"}
 	}
-	st := stamp{received: time.Now().UTC(), host: h.cfg.Host, source: "http"}
+	st := newStamp(time.Now().UTC(), h.cfg.Host, "http")
 	records, err := decode(body, h.cfg.MaxRecordBytes, st)
 	var tooBig *http.MaxBytesError
 	var bodyErr *BodyError

@@ -190,7 +190,7 @@ func FuzzDecodeBodies(f *testing.F) {
 	for _, s := range []string{"{\"a\":1}\n{\"b\":2}", "[{\"a\":1}]", "text\nlines", "{oops", "[1]", "", "\xff\xfe", `{"ts":null}`} {
 		f.Add([]byte(s))
 	}
-	st := stamp{received: time.Unix(0, 0).UTC(), host: "h", source: "http"}
+	st := newStamp(time.Unix(0, 0).UTC(), "h", "http")
 	f.Fuzz(func(t *testing.T, body []byte) {
 		for _, decode := range []func(io.Reader, int, stamp) ([][]byte, error){decodeNDJSON, decodeJSON, decodeText} {
 			recs, err := decode(bytes.NewReader(body), 1<<16, st)
@@ -208,4 +208,25 @@ func FuzzDecodeBodies(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestCompleteObject(t *testing.T) {
+	st := newStamp(time.Date(2026, 11, 26, 1, 2, 3, 4, time.UTC), "edge-1", "http")
+	for in, want := range map[string]string{
+		`{}`:        `{"ts":"2026-11-26T01:02:03.000000004Z","received_at":"2026-11-26T01:02:03.000000004Z","host":"edge-1","source":"http"}`,
+		` {"a":1} `: `{"a":1,"ts":"2026-11-26T01:02:03.000000004Z","received_at":"2026-11-26T01:02:03.000000004Z","host":"edge-1","source":"http"}`,
+		`{"ts":"x","host":"h","n":{"source":1},"source":"s","received_at":0}`: `{"ts":"x","host":"h","n":{"source":1},"source":"s","received_at":0}`,
+		`{"t\"s":1,"ts":2,"received_at":3,"host":4,"source":5}`:               `{"t\"s":1,"ts":2,"received_at":3,"host":4,"source":5}`,
+		`{"x":"ts","y":["host"],"received_at":1,"ts":1,"source":1}`:           `{"x":"ts","y":["host"],"received_at":1,"ts":1,"source":1,"host":"edge-1"}`,
+	} {
+		got, err := completeObject([]byte(in), st)
+		if err != nil || string(got) != want {
+			t.Errorf("completeObject(%s)\n got %s (%v)\nwant %s", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{`[]`, `{"a":}`, `"s"`, `{} {}`} {
+		if _, err := completeObject([]byte(bad), st); err == nil {
+			t.Errorf("completeObject(%s) accepted", bad)
+		}
+	}
 }

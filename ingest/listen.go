@@ -129,25 +129,43 @@ func (s *Syslog) close() {
 }
 
 // serveStream reads RFC 6587 frames (octet counting or newline-terminated)
-// and stores them in batches: as many as are already buffered, so a fast
-// stream is committed in large batches and a slow one at once.
+// and stores them in batches. Reading and storing overlap: while one batch
+// commits, the next one fills (up to maxBatch), so a fast stream commits in
+// large transactions and a slow sender's message is stored at once. When
+// the outbox is full the storer waits, the reader blocks on handing over
+// its batch, and the connection is no longer read: back-pressure.
 func (s *Syslog) serveStream(ctx context.Context, conn net.Conn) {
 	defer conn.Close()
 	stopOnCancel := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) })
 	defer stopOnCancel()
 	peer := hostOf(conn.RemoteAddr())
 	br := bufio.NewReaderSize(conn, 64<<10)
+
+	batches := make(chan [][]byte, 1)
+	var failed atomic.Bool
+	var storer sync.WaitGroup
+	storer.Go(func() {
+		for b := range batches {
+			if !failed.Load() && !s.storeStream(ctx, b) {
+				failed.Store(true)
+			}
+		}
+	})
+	defer storer.Wait()
+	defer close(batches)
+
 	var batch [][]byte
-	for {
+	for !failed.Load() {
 		msg, err := readFrame(br, s.cfg.MaxMessageBytes)
 		if len(msg) > 0 {
 			batch = append(batch, s.envelope(msg, peer))
 		}
+		// Hand the batch over before the next read could block on an
+		// empty socket; the handover itself waits while the storer is busy
+		// with the previous one, and meanwhile the kernel buffers more.
 		if len(batch) > 0 && (err != nil || len(batch) >= maxBatch || br.Buffered() == 0) {
-			if !s.storeStream(ctx, batch) {
-				return
-			}
-			batch = batch[:0]
+			batches <- batch
+			batch = nil
 		}
 		if err != nil {
 			return

@@ -8,41 +8,98 @@ import (
 	"time"
 )
 
-// Fields outboxd adds to a record that lacks them.
+// stamp holds the fields outboxd adds to a record that lacks them, encoded
+// once per request.
 type stamp struct {
 	received time.Time
 	host     string
 	source   string
+
+	tsJSON, hostJSON, sourceJSON []byte
+}
+
+func newStamp(received time.Time, host, source string) stamp {
+	st := stamp{received: received, host: host, source: source}
+	st.tsJSON, _ = json.Marshal(received.Format(time.RFC3339Nano))
+	st.hostJSON, _ = json.Marshal(host)
+	st.sourceJSON, _ = json.Marshal(source)
+	return st
 }
 
 // errNotObject: a JSON record must be an object.
 var errNotObject = errors.New("a record must be a JSON object")
 
 // completeObject returns the JSON object raw with ts, received_at, host and
-// source added where missing. The record's own fields are kept as they are.
+// source added where missing. The record's own bytes are kept as they are:
+// the fields are appended before the closing brace, nothing is re-encoded.
 func completeObject(raw []byte, st stamp) ([]byte, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || raw[0] != '{' {
 		return nil, errNotObject
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &fields); err != nil {
+	if !json.Valid(raw) {
+		var v any
+		err := json.Unmarshal(raw, &v) // only to say what is wrong
 		return nil, fmt.Errorf("invalid JSON: %w", err)
 	}
-	if fields == nil {
-		return nil, errNotObject
+	has := topLevelKeys(raw)
+	out := make([]byte, 0, len(raw)+160)
+	out = append(out, raw[:len(raw)-1]...)
+	empty := len(bytes.TrimSpace(raw[1:len(raw)-1])) == 0
+	add := func(key string, value []byte) {
+		if has[key] {
+			return
+		}
+		if !empty {
+			out = append(out, ',')
+		}
+		empty = false
+		out = append(out, '"')
+		out = append(out, key...)
+		out = append(out, '"', ':')
+		out = append(out, value...)
 	}
-	add := func(k string, v any) {
-		if _, ok := fields[k]; !ok {
-			b, _ := json.Marshal(v)
-			fields[k] = b
+	add("ts", st.tsJSON)
+	add("received_at", st.tsJSON)
+	add("host", st.hostJSON)
+	add("source", st.sourceJSON)
+	return append(out, '}'), nil
+}
+
+// topLevelKeys finds which of the keys outboxd adds the object already has.
+// raw must be a valid JSON object.
+func topLevelKeys(raw []byte) map[string]bool {
+	has := map[string]bool{}
+	depth := 0
+	expectKey := false
+	for i := 0; i < len(raw); i++ {
+		switch c := raw[i]; c {
+		case '{', '[':
+			depth++
+			expectKey = c == '{' && depth == 1
+		case '}', ']':
+			depth--
+		case ',':
+			expectKey = depth == 1
+		case '"':
+			end := i + 1
+			for end < len(raw) && raw[end] != '"' {
+				if raw[end] == '\\' {
+					end++
+				}
+				end++
+			}
+			if expectKey && depth == 1 {
+				switch k := string(raw[i+1 : end]); k {
+				case "ts", "received_at", "host", "source":
+					has[k] = true
+				}
+				expectKey = false
+			}
+			i = end
 		}
 	}
-	add("ts", st.received.Format(time.RFC3339Nano))
-	add("received_at", st.received.Format(time.RFC3339Nano))
-	add("host", st.host)
-	add("source", st.source)
-	return json.Marshal(fields)
+	return has
 }
 
 // textRecord is the envelope of one line of text/plain.

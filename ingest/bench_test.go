@@ -1,0 +1,123 @@
+package ingest
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"context"
+	"path/filepath"
+
+	"github.com/outboxd/outboxd/outbox"
+)
+
+// The ingest benchmarks, at durability full (every 202 waited for its fsync):
+//
+//	go test -run '^$' -bench . -benchtime 3s -count 5 ./ingest/
+
+func benchQueue(b *testing.B) *outbox.Queue[[]byte] {
+	q, err := outbox.Open(context.Background(), filepath.Join(b.TempDir(), "in.db"), "main", outbox.Options[[]byte]{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { q.Close() })
+	return q
+}
+
+// ndjsonBody is n records of about 256 bytes.
+func ndjsonBody(n int) []byte {
+	var buf bytes.Buffer
+	for i := range n {
+		fmt.Fprintf(&buf, `{"level":"info","app":"pos","till":3,"seq":%d,"message":"%s"}`+"\n", i, strings.Repeat("x", 190))
+	}
+	return buf.Bytes()
+}
+
+func BenchmarkHTTPIngest(b *testing.B) {
+	for _, per := range []int{100, 1000} {
+		b.Run(fmt.Sprintf("records=%d/clients=16", per), func(b *testing.B) {
+			q := benchQueue(b)
+			srv := httptest.NewServer(NewHTTP(HTTPConfig{Host: "bench"}, QueueAppender{Queue: q}))
+			b.Cleanup(srv.Close)
+			body := ndjsonBody(per)
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+			var mu sync.Mutex
+			var lat []time.Duration
+			work := make(chan struct{}, b.N)
+			for range b.N {
+				work <- struct{}{}
+			}
+			close(work)
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			for range 16 {
+				wg.Go(func() {
+					for range work {
+						start := time.Now()
+						resp, err := client.Post(srv.URL+"/v1/logs", "application/x-ndjson", bytes.NewReader(body))
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						resp.Body.Close()
+						if resp.StatusCode != 202 {
+							b.Errorf("status %d", resp.StatusCode)
+							return
+						}
+						d := time.Since(start)
+						mu.Lock()
+						lat = append(lat, d)
+						mu.Unlock()
+					}
+				})
+			}
+			wg.Wait()
+			b.StopTimer()
+			slices.Sort(lat)
+			b.ReportMetric(float64(b.N*per)/b.Elapsed().Seconds(), "records/s")
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+		})
+	}
+}
+
+func BenchmarkSyslogTCP(b *testing.B) {
+	q := benchQueue(b)
+	s, err := NewSyslog(SyslogConfig{Listen: "tcp://127.0.0.1:0"}, QueueAppender{Queue: q})
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr, err := s.Listen()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	b.Cleanup(func() { cancel(); <-done })
+	conn, err := net.Dial("tcp", addr.String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	line := []byte("<134>1 2026-11-26T14:59:58.123456Z till-3 pos 4242 TX - " + strings.Repeat("x", 190) + "\n")
+	w := bufio.NewWriterSize(conn, 256<<10)
+	b.ResetTimer()
+	for range b.N {
+		w.Write(line)
+	}
+	w.Flush()
+	for s.Received.Load() < int64(b.N) {
+		time.Sleep(time.Millisecond)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+}
