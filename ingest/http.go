@@ -88,9 +88,17 @@ func NewHTTP(cfg HTTPConfig, app Appender) *HTTP {
 	return &HTTP{cfg: cfg, app: app, sem: make(chan struct{}, cfg.MaxConcurrent)}
 }
 
+// DefaultHTTPListen is loopback only: exposing ingest to the network is a
+// choice the operator makes in the config.
+const DefaultHTTPListen = "127.0.0.1:8080"
+
 // NewHTTPServer wraps the endpoint in a server whose timeouts keep a slow or
-// hostile client from holding connections open.
+// hostile client from holding connections open. An empty addr listens on
+// DefaultHTTPListen.
 func NewHTTPServer(addr string, h *HTTP) *http.Server {
+	if addr == "" {
+		addr = DefaultHTTPListen
+	}
 	return &http.Server{
 		Addr: addr, Handler: h,
 		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 60 * time.Second,

@@ -188,3 +188,35 @@ func TestReadFrame(t *testing.T) {
 		t.Fatalf("a frame claiming 999999999 bytes: %d bytes, %v", len(got), err)
 	}
 }
+
+func TestSyslogUDPDrops(t *testing.T) {
+	t.Run("UDP cannot push back: what does not fit is dropped and counted, never half-stored", func(t *testing.T) {
+		q := openQueue(t, 5)
+		s, addr := startSyslog(t, "udp://127.0.0.1:0", q)
+		conn, err := net.Dial("udp", addr.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		for i := range 50 {
+			fmt.Fprintf(conn, "<14>1 - h app - - - n=%d", i)
+			time.Sleep(time.Millisecond)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for s.Received.Load()+s.Dropped.Load() < 50 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		n, _ := q.Len(context.Background())
+		// Batches form as datagrams arrive, so how many fit before the
+		// outbox filled varies; every datagram is either stored or counted.
+		if s.Received.Load() != int64(n) || n > 5 || s.Dropped.Load() == 0 || s.Received.Load()+s.Dropped.Load() != 50 {
+			t.Fatalf("received %d, dropped %d, stored %d of 50 (MaxSize 5)", s.Received.Load(), s.Dropped.Load(), n)
+		}
+	})
+}
+
+func TestDefaultListenIsLoopback(t *testing.T) {
+	if srv := NewHTTPServer("", NewHTTP(HTTPConfig{}, nil)); !strings.HasPrefix(srv.Addr, "127.0.0.1:") {
+		t.Fatalf("default listen address %q is not loopback", srv.Addr)
+	}
+}
