@@ -29,7 +29,10 @@ type writeOp struct {
 	// records of ts it deleted.
 	exec   func(t *txn) (deleted int64, err error)
 	clears bool // exec removes every row of ts: leases handed out before are void
-	done   chan error
+	// group holds inserts into several tables that commit together or not
+	// at all (SendBatches); the group op itself has no ts.
+	group []*writeOp
+	done  chan error
 
 	lastID  int64 // id of the op's last inserted row
 	deleted int64 // records of ts this op removed
@@ -37,6 +40,15 @@ type writeOp struct {
 
 func newWriteOp(ts *tableState) *writeOp {
 	return &writeOp{ts: ts, done: make(chan error, 1)}
+}
+
+// rowCount is how many rows the op inserts, its group's included.
+func (op *writeOp) rowCount() int {
+	n := len(op.rows)
+	for _, g := range op.group {
+		n += len(g.rows)
+	}
+	return n
 }
 
 // Group commit limits: a transaction takes every op that is waiting, up to
@@ -236,12 +248,12 @@ func (c *committer) closeConn() {
 // never waits for more: batching is by what is queued, not by a timer.
 func (c *committer) gather(first *writeOp) []*writeOp {
 	batch := []*writeOp{first}
-	rows := len(first.rows)
+	rows := first.rowCount()
 	for len(batch) < maxOpsPerCommit && rows < maxRowsPerCommit {
 		select {
 		case op := <-c.ops:
 			batch = append(batch, op)
-			rows += len(op.rows)
+			rows += op.rowCount()
 		default:
 			return batch
 		}
@@ -271,9 +283,12 @@ func (c *committer) finish(batch []*writeOp, err error) {
 		c.stats.commits.Add(1)
 		c.stats.ops.Add(int64(len(batch)))
 		for _, op := range batch {
-			c.stats.rows.Add(int64(len(op.rows)))
+			c.stats.rows.Add(int64(op.rowCount()))
 			if op.ts != nil {
 				op.ts.committed(op)
+			}
+			for _, g := range op.group {
+				g.ts.committed(g)
 			}
 		}
 	}
@@ -362,6 +377,19 @@ func (t *txn) apply(batch []*writeOp) error {
 	}
 	for _, op := range batch {
 		op.lastID, op.deleted = 0, 0
+		if op.group != nil {
+			if err := flush(); err != nil {
+				return err
+			}
+			for _, g := range op.group {
+				last, err := t.insertRows(g.ts.name, g.rows)
+				if err != nil {
+					return err
+				}
+				g.lastID, g.deleted = last, 0
+			}
+			continue
+		}
 		if op.exec == nil && op.del == nil && op.ts != nil {
 			if len(run) > 0 && run[0].ts != op.ts {
 				if err := flush(); err != nil {

@@ -156,6 +156,74 @@ func (q *Queue[T]) SendBatch(ctx context.Context, items []T) error {
 	return nil
 }
 
+// Batch is a SendBatches argument: items for one queue.
+type Batch[T any] struct {
+	Queue *Queue[T]
+	Items []T
+}
+
+// SendBatches appends each batch to its queue in one transaction: every
+// record of every batch is stored, or none is. The queues must be open on
+// the same file. It is how one record routed to several sinks (one queue
+// each) is on disk for all of them after a single fsync. A full queue makes
+// it wait, as SendBatch does.
+func SendBatches[T any](ctx context.Context, batches []Batch[T]) error {
+	if len(batches) == 0 {
+		return nil
+	}
+	st := batches[0].Queue.store
+	group := newWriteOp(nil)
+	var reserved []*writeOp
+	undo := func() {
+		for _, g := range reserved {
+			g.ts.unreserve(int64(len(g.rows)))
+		}
+	}
+	for _, b := range batches {
+		q := b.Queue
+		if q.store != st {
+			undo()
+			return fmt.Errorf("outbox: send batches: %s and %s are different files", st.path, q.path)
+		}
+		if q.closed.Load() {
+			undo()
+			return q.errClosed("send to")
+		}
+		n := int64(len(b.Items))
+		if n == 0 {
+			continue
+		}
+		if q.max > 0 && n > q.max {
+			undo()
+			return fmt.Errorf("%w: batch of %d records exceeds MaxSize %d of %s table %s", ErrQueueFull, n, q.max, q.path, q.table)
+		}
+		rows, err := q.encode(b.Items)
+		if err != nil {
+			undo()
+			return err
+		}
+		if err := q.ts.reserve(ctx, n, q.max, q.closing); err != nil {
+			undo()
+			if errors.Is(err, ErrClosed) {
+				return q.errClosed("send to")
+			}
+			return fmt.Errorf("outbox: send to %s table %s: %w", q.path, q.table, err)
+		}
+		g := newWriteOp(q.ts)
+		g.rows = rows
+		reserved = append(reserved, g)
+	}
+	if len(reserved) == 0 {
+		return nil
+	}
+	group.group = reserved
+	if err := st.commit.submit(ctx, group); err != nil {
+		undo()
+		return err
+	}
+	return nil
+}
+
 func (q *Queue[T]) encode(items []T) ([]row, error) {
 	now := time.Now().Unix()
 	rows := make([]row, len(items))

@@ -768,3 +768,78 @@ func TestClaimedRecordsDoNotShareMemory(t *testing.T) {
 		}
 	})
 }
+
+func TestSendBatches(t *testing.T) {
+	t.Run("batches for several tables of one file commit together", func(t *testing.T) {
+		ctx := testCtx(t)
+		path := tempDB(t)
+		a := mustOpen(t, path, "kafka", Options[int]{})
+		b := mustOpen(t, path, "archive", Options[int]{})
+		before := a.store.commit.stats.commits.Load()
+		err := SendBatches(ctx, []Batch[int]{{a, []int{1, 2}}, {b, []int{1, 2}}, {a, []int{3}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := a.store.commit.stats.commits.Load() - before; c != 1 {
+			t.Fatalf("%d commits, want 1", c)
+		}
+		if got := drain(t, a); !slices.Equal(got, []int{1, 2, 3}) {
+			t.Fatalf("a = %v", got)
+		}
+		if got := drain(t, b); !slices.Equal(got, []int{1, 2}) {
+			t.Fatalf("b = %v", got)
+		}
+	})
+
+	t.Run("if one queue has no room, none of the batches is stored", func(t *testing.T) {
+		ctx := testCtx(t)
+		path := tempDB(t)
+		a := mustOpen(t, path, "a", Options[int]{})
+		b := mustOpen(t, path, "b", Options[int]{MaxSize: 1})
+		b.Send(ctx, 0)
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
+		defer cancel()
+		err := SendBatches(sctx, []Batch[int]{{a, []int{1}}, {b, []int{1}}})
+		if !errors.Is(err, ErrQueueFull) {
+			t.Fatalf("err = %v", err)
+		}
+		if n := mustLen(t, a); n != 0 {
+			t.Fatalf("a holds %d records of a refused send", n)
+		}
+		// The reservation on a was given back: a can take records again.
+		if err := a.SendBatch(ctx, []int{5}); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("queues on different files are refused", func(t *testing.T) {
+		a := mustOpen(t, tempDB(t), "a", Options[int]{})
+		b := mustOpen(t, tempDB(t), "b", Options[int]{})
+		if err := SendBatches(testCtx(t), []Batch[int]{{a, []int{1}}, {b, []int{1}}}); err == nil {
+			t.Fatal("sent to two files in one call")
+		}
+	})
+
+	t.Run("many concurrent fan-out sends keep both tables equal", func(t *testing.T) {
+		ctx := testCtx(t)
+		path := tempDB(t)
+		a := mustOpen(t, path, "a", Options[int]{})
+		b := mustOpen(t, path, "b", Options[int]{})
+		var wg sync.WaitGroup
+		for g := range 16 {
+			wg.Go(func() {
+				for i := range 50 {
+					v := g*1000 + i
+					if err := SendBatches(ctx, []Batch[int]{{a, []int{v}}, {b, []int{v}}}); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if ga, gb := drain(t, a), drain(t, b); !slices.Equal(ga, gb) || len(ga) != 800 {
+			t.Fatalf("a has %d, b has %d, equal=%v", len(ga), len(gb), slices.Equal(ga, gb))
+		}
+	})
+}
