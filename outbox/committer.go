@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -66,6 +67,8 @@ type committer struct {
 	durability Durability
 	conn       *sql.Conn
 
+	res *reserve // room kept for deletes on a full disk; nil for dead-letter files
+
 	// Acks relax to synchronous=NORMAL (see inTx); these track it.
 	relaxed  bool // the connection runs at NORMAL now
 	unsynced bool // a relaxed commit is not fsynced yet
@@ -92,7 +95,7 @@ type commitStats struct {
 	synced  atomic.Int64 // syncWAL runs that made relaxed commits durable
 }
 
-func startCommitter(ctx context.Context, db *sql.DB, path string, d Durability) (*committer, error) {
+func startCommitter(ctx context.Context, db *sql.DB, path string, d Durability, res *reserve) (*committer, error) {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return nil, dbError("open write connection", path, err)
@@ -101,6 +104,7 @@ func startCommitter(ctx context.Context, db *sql.DB, path string, d Durability) 
 		path:       path,
 		durability: d,
 		conn:       conn,
+		res:        res,
 		ops:        make(chan *writeOp, opQueueLen),
 		quit:       make(chan struct{}),
 		done:       make(chan struct{}),
@@ -265,13 +269,42 @@ func (c *committer) gather(first *writeOp) []*writeOp {
 // each op in a transaction of its own, so that one bad op cannot fail the
 // others that happened to share its commit.
 func (c *committer) runBatch(batch []*writeOp) {
+	if batch = c.refuseIfSpent(batch); len(batch) == 0 {
+		return
+	}
 	err := c.inTx(batch)
+	c.afterTx(err, batch)
 	if err == nil || len(batch) == 1 {
 		c.finish(batch, err)
 		return
 	}
 	for _, op := range batch {
-		c.finish([]*writeOp{op}, c.inTx([]*writeOp{op}))
+		if len(c.refuseIfSpent([]*writeOp{op})) == 0 {
+			continue
+		}
+		err := c.inTx([]*writeOp{op})
+		c.afterTx(err, []*writeOp{op})
+		c.finish([]*writeOp{op}, err)
+	}
+}
+
+// afterTx spends the reserve when the disk is full, and tries to rebuild it
+// after records were deleted.
+func (c *committer) afterTx(err error, batch []*writeOp) {
+	if c.res == nil {
+		return
+	}
+	if errors.Is(err, ErrDiskFull) {
+		c.res.spend()
+		return
+	}
+	if err == nil && c.res.freed {
+		for _, op := range batch {
+			if op.deleted > 0 {
+				c.recoverReserve()
+				return
+			}
+		}
 	}
 }
 

@@ -42,7 +42,7 @@ func (q *Queue[T]) deadLettersFor(ctx context.Context) (*deadLetters, error) {
 	if q.dlq != nil {
 		return q.dlq, nil
 	}
-	st, err := acquireStore(ctx, DLQPath(q.path), q.store.durability)
+	st, err := acquireStore(ctx, DLQPath(q.path), q.store.durability, false)
 	if err != nil {
 		return nil, err
 	}

@@ -91,7 +91,7 @@ func Open[T any](ctx context.Context, path, table string, opts Options[T]) (*Que
 	if opts.Durability < DurabilityFull || opts.Durability > DurabilityExtra {
 		return nil, fmt.Errorf("outbox: open %s: unknown durability %d", path, int(opts.Durability))
 	}
-	st, err := acquireStore(ctx, path, opts.Durability)
+	st, err := acquireStore(ctx, path, opts.Durability, true)
 	if err != nil {
 		return nil, err
 	}

@@ -41,7 +41,7 @@ var stores = struct {
 
 // acquireStore returns the open store for path, opening the file when this is
 // its first user. Every acquireStore is paired with one releaseStore.
-func acquireStore(ctx context.Context, path string, d Durability) (*store, error) {
+func acquireStore(ctx context.Context, path string, d Durability, withReserve bool) (*store, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: resolve path %q: %w", path, err)
@@ -57,7 +57,7 @@ func acquireStore(ctx context.Context, path string, d Durability) (*store, error
 		s.mu.Unlock()
 		return s, nil
 	}
-	s, err := openStore(ctx, abs, d)
+	s, err := openStore(ctx, abs, d, withReserve)
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +136,7 @@ func dsn(path string, d Durability) string {
 // others serve readers (Claim, Len at open, operator queries).
 const maxConns = 4
 
-func openStore(ctx context.Context, path string, d Durability) (*store, error) {
+func openStore(ctx context.Context, path string, d Durability, withReserve bool) (*store, error) {
 	if strings.Contains(path, "?") {
 		// The driver reads everything after the first '?' as its options.
 		return nil, fmt.Errorf("outbox: open %s: the path may not contain '?'", path)
@@ -168,7 +168,11 @@ func openStore(ctx context.Context, path string, d Durability) (*store, error) {
 		db.Close()
 		return nil, fmt.Errorf("outbox: open %s: journal mode is %q, want wal (is the file system one that supports shared memory?)", path, mode)
 	}
-	c, err := startCommitter(ctx, db, path, d)
+	var res *reserve
+	if withReserve {
+		res = newReserve(path)
+	}
+	c, err := startCommitter(ctx, db, path, d, res)
 	if err != nil {
 		db.Close()
 		return nil, err
