@@ -1,0 +1,131 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestExamples(t *testing.T) {
+	files, _ := filepath.Glob("../testdata/config/*.yaml")
+	if len(files) < 4 {
+		t.Fatalf("found %d example configs", len(files))
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f)+" is valid", func(t *testing.T) {
+			if _, err := ParseFile(f); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestDefault(t *testing.T) {
+	t.Run("the embedded default listens on loopback and prints to the console", func(t *testing.T) {
+		c, err := Default()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Ingest.HTTP.Listen != "127.0.0.1:8080" || len(c.Ingest.Syslog) != 2 || c.Sinks["console"].Type != "console" ||
+			c.DataDir != "./outboxd-data" || c.Durability != "full" {
+			t.Fatalf("default = %+v", c)
+		}
+	})
+}
+
+func TestIssueExample(t *testing.T) {
+	t.Run("the pinned example is read as written, with ${VAR} expanded", func(t *testing.T) {
+		t.Setenv("OUTBOXD_INGEST_TOKEN", "t0k3n")
+		c, err := ParseFile("../testdata/config/issue-example.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Ingest.HTTP.Token != "t0k3n" || c.MaxRecords != 5_000_000 || c.Sinks["main"].Compression != "zstd" ||
+			len(c.Routes) != 2 || c.Routes[0].Sources[0] != "syslog" || c.Ingest.Syslog[2].Listen != "unix:///run/outboxd/syslog.sock" {
+			t.Fatalf("config = %+v", c)
+		}
+	})
+}
+
+func TestEnvironmentOverrides(t *testing.T) {
+	t.Run("OUTBOXD_ variables override the file, lists split on commas", func(t *testing.T) {
+		t.Setenv("OUTBOXD_SINKS__MAIN__BROKERS", "a:9092,b:9092")
+		t.Setenv("OUTBOXD_SINKS__MAIN__SASL__PASSWORD", "from-env")
+		t.Setenv("OUTBOXD_DURABILITY", "normal")
+		c, err := ParseFile("../testdata/config/issue-example.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := c.Sinks["main"]
+		if strings.Join(m.Brokers, ",") != "a:9092,b:9092" || m.SASL.Password != "from-env" || c.Durability != "normal" {
+			t.Fatalf("main = %+v, durability %s", m, c.Durability)
+		}
+	})
+}
+
+func TestInvalid(t *testing.T) {
+	for file, want := range map[string][]string{
+		"unknown-key.yaml": {"colour"},
+		"many-problems.yaml": {
+			`durability: "fastest"`,
+			"ingest.syslog[0].listen: tcp://127.0.0.1:5514 is already used by ingest.http.listen",
+			"ingest.syslog[1].listen: tcp://127.0.0.1:5514 is already used by ingest.http.listen",
+			`ingest.syslog[2].listen: "ftp://x"`,
+			"sinks.k.brokers", "sinks.k.topic", `sinks.k.compression: "brotli"`,
+			`sinks.h.url: "not-a-url"`, `routes[0].sinks: no sink named "missing"`,
+		},
+		"bad-duration-size.yaml": {"max_disk_bytes", "12 parsecs", "linger"},
+	} {
+		t.Run(file+" is refused, naming each problem's key", func(t *testing.T) {
+			_, err := ParseFile(filepath.Join("../testdata/config/invalid", file))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]Size{"64MiB": 64 << 20, "10MB": 10_000_000, "512": 512, "1 GiB": 1 << 30, "2KiB": 2048} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "MiB", "-1", "1.5GiB", "10 mb"} {
+		if _, err := ParseSize(bad); err == nil {
+			t.Errorf("ParseSize(%q) accepted", bad)
+		}
+	}
+}
+
+func TestDurations(t *testing.T) {
+	c, err := Parse([]byte("sinks:\n  c:\n    type: console\n    linger: 250ms\n    retry:\n      max: 1m\nroutes:\n  - sinks: [c]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Sinks["c"].Linger != 250*time.Millisecond || c.Sinks["c"].Retry.Max != time.Minute {
+		t.Fatalf("sink = %+v", c.Sinks["c"])
+	}
+}
+
+// FuzzParse: any bytes are either a valid configuration or an error; never a
+// panic.
+func FuzzParse(f *testing.F) {
+	for _, p := range []string{"../testdata/config/default.yaml", "../testdata/config/http-fanout.yaml", "../testdata/config/invalid/many-problems.yaml"} {
+		b, _ := os.ReadFile(p)
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := Parse(b)
+		if err == nil && len(c.Validate()) != 0 {
+			t.Fatal("Parse accepted an invalid configuration")
+		}
+	})
+}
