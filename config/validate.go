@@ -4,10 +4,13 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
 )
+
+var sinkNameRE = regexp.MustCompile(`^[A-Za-z0-9_]{1,58}$`)
 
 // problem is one validation error, with its key path.
 func problem(path, format string, args ...any) error {
@@ -40,6 +43,9 @@ func (c *Config) Validate() []error {
 		add(problem("sinks", "at least one sink is needed"))
 	}
 	for _, name := range names {
+		if !sinkNameRE.MatchString(name) {
+			add(problem("sinks."+name, "a sink name is 1-58 characters of letters, digits and _ (it names the sink's queue table)"))
+		}
 		c.Sinks[name].validate("sinks."+name, add)
 	}
 	for i, r := range c.Routes {

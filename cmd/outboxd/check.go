@@ -1,0 +1,41 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/outboxd/outboxd/config"
+)
+
+func checkCommand(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "the configuration file to validate")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *path == "" {
+		fmt.Fprintln(stderr, "outboxd check: -config FILE is required")
+		return 2
+	}
+	if _, err := config.ParseFile(*path); err != nil {
+		fmt.Fprintf(stderr, "%s is not valid:\n", *path)
+		for _, e := range flatten(err) {
+			fmt.Fprintf(stderr, "  %v\n", e)
+		}
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s is valid\n", *path)
+	return 0
+}
+
+// flatten lists the errors joined in err, one problem per line.
+func flatten(err error) []error {
+	var joined interface{ Unwrap() []error }
+	if errors.As(err, &joined) {
+		return joined.Unwrap()
+	}
+	return []error{err}
+}

@@ -1,0 +1,293 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+
+	"github.com/outboxd/outboxd/config"
+	"github.com/outboxd/outboxd/forwarders"
+	"github.com/outboxd/outboxd/ingest"
+	"github.com/outboxd/outboxd/outbox"
+)
+
+const systemConfig = "/etc/outboxd/config.yaml"
+
+func runCommand(ctx context.Context, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "configuration file (default "+systemConfig+" if it exists, else the embedded default)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, origin, err := loadConfig(*path)
+	if err != nil {
+		fmt.Fprintln(stderr, "outboxd:", err)
+		return 1
+	}
+	log := newLogger(cfg.Log, stderr)
+	log.Info("outboxd starting", "version", versionString(), "config", origin, "data_dir", cfg.DataDir)
+	d := &daemon{cfg: cfg, log: log}
+	if err := d.run(ctx); err != nil {
+		log.Error("outboxd stopped", "err", err)
+		return 1
+	}
+	log.Info("outboxd stopped")
+	return 0
+}
+
+func loadConfig(path string) (*config.Config, string, error) {
+	if path == "" {
+		if _, err := os.Stat(systemConfig); err == nil {
+			path = systemConfig
+		}
+	}
+	if path == "" {
+		c, err := config.Default()
+		return c, "embedded default (no -config and no " + systemConfig + ")", err
+	}
+	c, err := config.ParseFile(path)
+	return c, path, err
+}
+
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// daemon is one run of outboxd.
+type daemon struct {
+	cfg    *config.Config
+	log    *slog.Logger
+	queues map[string]*outbox.Queue[[]byte]
+}
+
+// run starts the outbox, the forwarders and then ingest, and stops them in
+// the reverse order when ctx ends. Shutdown order: stop ingest (no new
+// records); give in-flight batches the grace period; close the outbox.
+// A second signal exits at once: what was acknowledged is on disk already.
+func (d *daemon) run(ctx context.Context) error {
+	if err := os.MkdirAll(d.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data_dir: %w", err)
+	}
+	if err := d.openQueues(ctx); err != nil {
+		return err
+	}
+	defer d.closeQueues()
+
+	fwdCtx, stopForwarders := context.WithCancel(context.Background())
+	var forwarding sync.WaitGroup
+	if err := d.startForwarders(fwdCtx, &forwarding); err != nil {
+		stopForwarders()
+		return err
+	}
+
+	ingestCtx, stopIngest := context.WithCancel(context.Background())
+	var ingesting sync.WaitGroup
+	httpSrv, err := d.startIngest(ingestCtx, &ingesting)
+	if err != nil {
+		stopIngest()
+		stopForwarders()
+		forwarding.Wait()
+		return err
+	}
+	d.log.Info("outboxd ready")
+
+	<-ctx.Done()
+	go exitOnSecondSignal(d.log)
+	d.log.Info("stopping: ingest first, then forwarders (grace period " + d.cfg.GracePeriod.String() + ")")
+	stopIngest()
+	if httpSrv != nil {
+		shutCtx, cancel := context.WithTimeout(context.Background(), d.cfg.GracePeriod)
+		httpSrv.Shutdown(shutCtx)
+		cancel()
+	}
+	ingesting.Wait()
+	stopForwarders()
+	forwarding.Wait()
+	return nil
+}
+
+func exitOnSecondSignal(log *slog.Logger) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT)
+	<-ch
+	log.Warn("second signal: exiting now; acknowledged records are on disk and will be forwarded after restart")
+	os.Exit(130)
+}
+
+func (d *daemon) openQueues(ctx context.Context) error {
+	dur, err := outbox.ParseDurability(d.cfg.Durability)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(d.cfg.DataDir, "outbox.db")
+	d.queues = map[string]*outbox.Queue[[]byte]{}
+	for name := range d.cfg.Sinks {
+		q, err := outbox.Open(ctx, path, "sink_"+name, outbox.Options[[]byte]{MaxSize: d.cfg.MaxRecords, Durability: dur})
+		if err != nil {
+			return fmt.Errorf("sinks.%s: open its queue: %w", name, err)
+		}
+		d.queues[name] = q
+		if n, _ := q.Len(ctx); n > 0 {
+			d.log.Info("queued records found", "sink", name, "records", n)
+		}
+	}
+	return nil
+}
+
+func (d *daemon) closeQueues() {
+	for name, q := range d.queues {
+		if err := q.Close(); err != nil {
+			d.log.Error("close queue", "sink", name, "err", err)
+		}
+	}
+}
+
+func (d *daemon) startForwarders(ctx context.Context, wg *sync.WaitGroup) error {
+	for name, sc := range d.cfg.Sinks {
+		sink, err := buildSink(name, sc, d.log)
+		if err != nil {
+			return err
+		}
+		w := forwarders.NewWorker(forwarders.Config{
+			Name:         name,
+			Batching:     forwarders.Batching{MaxRecords: sc.BatchRecords, MaxBytes: int(sc.BatchBytes), Linger: sc.Linger},
+			Retry:        forwarders.Retry{Initial: sc.Retry.Initial, Max: sc.Retry.Max, Multiplier: sc.Retry.Multiplier},
+			DrainTimeout: d.cfg.GracePeriod,
+			Logger:       d.log,
+		}, d.queues[name], sink)
+		wg.Go(func() {
+			defer sink.Close()
+			w.Run(ctx)
+		})
+	}
+	return nil
+}
+
+func buildSink(name string, sc config.Sink, log *slog.Logger) (forwarders.Sink, error) {
+	var tls *forwarders.TLS
+	if sc.TLS != nil {
+		tls = &forwarders.TLS{CAFile: sc.TLS.CAFile, CertFile: sc.TLS.CertFile, KeyFile: sc.TLS.KeyFile,
+			ServerName: sc.TLS.ServerName, InsecureSkipVerify: sc.TLS.InsecureSkipVerify}
+	}
+	var sink forwarders.Sink
+	var err error
+	switch sc.Type {
+	case "console":
+		sink = forwarders.NewConsole(os.Stdout)
+	case "http":
+		hc := forwarders.HTTPConfig{URL: sc.URL, Format: sc.Format, Gzip: sc.Gzip, Headers: sc.Headers,
+			BearerToken: sc.BearerToken, Timeout: sc.Timeout}
+		if tls != nil {
+			hc.TLS = *tls
+		}
+		sink, err = forwarders.NewHTTP(hc)
+	case "kafka":
+		sink, err = forwarders.NewKafka(forwarders.KafkaConfig{Brokers: sc.Brokers, Topic: sc.Topic, KeyField: sc.KeyField,
+			RequiredAcks: sc.RequiredAcks, Compression: sc.Compression, TLS: tls,
+			SASL:         forwarders.SASL{Mechanism: sc.SASL.Mechanism, Username: sc.SASL.Username, Password: sc.SASL.Password},
+			WriteTimeout: sc.WriteTimeout, MaxMessageBytes: int(sc.MaxMessageBytes), Logger: log})
+	default:
+		err = fmt.Errorf("unknown type %q", sc.Type)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sinks.%s: %w", name, err)
+	}
+	return sink, nil
+}
+
+func (d *daemon) startIngest(ctx context.Context, wg *sync.WaitGroup) (*http.Server, error) {
+	r := &router{routes: d.cfg.Routes, queues: d.queues}
+	var srv *http.Server
+	if h := d.cfg.Ingest.HTTP; h != nil {
+		endpoint := ingest.NewHTTP(ingest.HTTPConfig{Path: h.Path, Token: h.Token, MaxBodyBytes: int64(h.MaxBodyBytes),
+			MaxRecordBytes: int(h.MaxRecordBytes), MaxConcurrent: h.MaxConcurrent, Logger: d.log}, r)
+		ln, err := net.Listen("tcp", h.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("ingest.http.listen: %w", err)
+		}
+		srv = ingest.NewHTTPServer(h.Listen, endpoint)
+		wg.Go(func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				d.log.Error("http ingest", "err", err)
+			}
+		})
+		d.log.Info("http ingest listening", "addr", ln.Addr().String())
+	}
+	for i, sl := range d.cfg.Ingest.Syslog {
+		s, err := ingest.NewSyslog(ingest.SyslogConfig{Listen: sl.Listen, Logger: d.log}, r)
+		if err != nil {
+			return srv, fmt.Errorf("ingest.syslog[%d]: %w", i, err)
+		}
+		addr, err := s.Listen()
+		if err != nil {
+			return srv, fmt.Errorf("ingest.syslog[%d]: %w", i, err)
+		}
+		wg.Go(func() {
+			if err := s.Serve(ctx); err != nil {
+				d.log.Error("syslog ingest", "listen", sl.Listen, "err", err)
+			}
+		})
+		d.log.Info("syslog ingest listening", "listen", sl.Listen, "addr", addr.String())
+	}
+	return srv, nil
+}
+
+// router is the daemon's ingest.Appender: it sends each request's records
+// to the queues of the first route that matches their source, in one commit.
+type router struct {
+	routes []config.Route
+	queues map[string]*outbox.Queue[[]byte]
+}
+
+func (r *router) Append(ctx context.Context, source string, records [][]byte) error {
+	sinks := r.sinksFor(source)
+	if len(sinks) == 0 {
+		return fmt.Errorf("no route takes records from %s", source)
+	}
+	batches := make([]outbox.Batch[[]byte], len(sinks))
+	for i, s := range sinks {
+		batches[i] = outbox.Batch[[]byte]{Queue: r.queues[s], Items: records}
+	}
+	return outbox.SendBatches(ctx, batches)
+}
+
+// sinksFor applies the routes in order: the first whose sources include
+// source wins; a route without sources matches every record. With no routes
+// at all, every sink gets every record.
+func (r *router) sinksFor(source string) []string {
+	if len(r.routes) == 0 {
+		all := make([]string, 0, len(r.queues))
+		for s := range r.queues {
+			all = append(all, s)
+		}
+		return all
+	}
+	for _, rt := range r.routes {
+		if len(rt.Sources) == 0 {
+			return rt.Sinks
+		}
+		for _, s := range rt.Sources {
+			if s == source {
+				return rt.Sinks
+			}
+		}
+	}
+	return nil
+}
