@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -107,8 +109,15 @@ func (d *daemon) run(ctx context.Context) error {
 		return err
 	}
 	d.log.Info("outboxd ready")
+	sdNotify("READY=1\nSTATUS=" + d.status(ctx))
+	wdCtx, stopWatchdog := context.WithCancel(ctx)
+	var pinging sync.WaitGroup
+	pinging.Go(func() { watchdog(wdCtx, func() string { return d.status(wdCtx) }) })
 
 	<-ctx.Done()
+	stopWatchdog()
+	pinging.Wait()
+	sdNotify("STOPPING=1\nSTATUS=stopping")
 	go exitOnSecondSignal(d.log)
 	d.log.Info("stopping: ingest first, then forwarders (grace period " + d.cfg.GracePeriod.String() + ")")
 	stopIngest()
@@ -121,6 +130,22 @@ func (d *daemon) run(ctx context.Context) error {
 	stopForwarders()
 	forwarding.Wait()
 	return nil
+}
+
+// status is the one-line STATUS= for systemd: queued records per sink.
+func (d *daemon) status(ctx context.Context) string {
+	var b strings.Builder
+	b.WriteString("queued:")
+	names := make([]string, 0, len(d.queues))
+	for name := range d.queues {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		n, _ := d.queues[name].Len(ctx)
+		fmt.Fprintf(&b, " %s=%d", name, n)
+	}
+	return b.String()
 }
 
 func exitOnSecondSignal(log *slog.Logger) {
