@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/outboxd/outboxd/config"
@@ -74,9 +75,13 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 
 // daemon is one run of outboxd.
 type daemon struct {
-	cfg    *config.Config
-	log    *slog.Logger
-	queues map[string]*outbox.Queue[[]byte]
+	cfg     *config.Config
+	log     *slog.Logger
+	queues  map[string]*outbox.Queue[[]byte]
+	workers map[string]*forwarders.Worker
+	http    *ingest.HTTP
+	syslogs []*ingest.Syslog
+	ready   atomic.Bool
 }
 
 // run starts the outbox, the forwarders and then ingest, and stops them in
@@ -108,6 +113,18 @@ func (d *daemon) run(ctx context.Context) error {
 		forwarding.Wait()
 		return err
 	}
+	adminSrv, err := d.startAdmin(&ingesting)
+	if err != nil {
+		stopIngest()
+		if httpSrv != nil {
+			httpSrv.Close()
+		}
+		ingesting.Wait()
+		stopForwarders()
+		forwarding.Wait()
+		return err
+	}
+	d.ready.Store(true)
 	d.log.Info("outboxd ready")
 	sdNotify("READY=1\nSTATUS=" + d.status(ctx))
 	wdCtx, stopWatchdog := context.WithCancel(ctx)
@@ -120,12 +137,15 @@ func (d *daemon) run(ctx context.Context) error {
 	sdNotify("STOPPING=1\nSTATUS=stopping")
 	go exitOnSecondSignal(d.log)
 	d.log.Info("stopping: ingest first, then forwarders (grace period " + d.cfg.GracePeriod.String() + ")")
+	d.ready.Store(false)
 	stopIngest()
-	if httpSrv != nil {
-		shutCtx, cancel := context.WithTimeout(context.Background(), d.cfg.GracePeriod)
-		httpSrv.Shutdown(shutCtx)
-		cancel()
+	shutCtx, cancel := context.WithTimeout(context.Background(), d.cfg.GracePeriod)
+	for _, srv := range []*http.Server{httpSrv, adminSrv} {
+		if srv != nil {
+			srv.Shutdown(shutCtx)
+		}
 	}
+	cancel()
 	ingesting.Wait()
 	stopForwarders()
 	forwarding.Wait()
@@ -185,6 +205,7 @@ func (d *daemon) closeQueues() {
 }
 
 func (d *daemon) startForwarders(ctx context.Context, wg *sync.WaitGroup) error {
+	d.workers = map[string]*forwarders.Worker{}
 	for name, sc := range d.cfg.Sinks {
 		sink, err := buildSink(name, sc, d.log)
 		if err != nil {
@@ -197,6 +218,7 @@ func (d *daemon) startForwarders(ctx context.Context, wg *sync.WaitGroup) error 
 			DrainTimeout: d.cfg.GracePeriod,
 			Logger:       d.log,
 		}, d.queues[name], sink)
+		d.workers[name] = w
 		wg.Go(func() {
 			defer sink.Close()
 			w.Run(ctx)
@@ -243,6 +265,7 @@ func (d *daemon) startIngest(ctx context.Context, wg *sync.WaitGroup) (*http.Ser
 	if h := d.cfg.Ingest.HTTP; h != nil {
 		endpoint := ingest.NewHTTP(ingest.HTTPConfig{Path: h.Path, Token: h.Token, MaxBodyBytes: int64(h.MaxBodyBytes),
 			MaxRecordBytes: int(h.MaxRecordBytes), MaxConcurrent: h.MaxConcurrent, Logger: d.log}, r)
+		d.http = endpoint
 		ln, err := net.Listen("tcp", h.Listen)
 		if err != nil {
 			return nil, fmt.Errorf("ingest.http.listen: %w", err)
@@ -264,6 +287,7 @@ func (d *daemon) startIngest(ctx context.Context, wg *sync.WaitGroup) (*http.Ser
 		if err != nil {
 			return srv, fmt.Errorf("ingest.syslog[%d]: %w", i, err)
 		}
+		d.syslogs = append(d.syslogs, s)
 		wg.Go(func() {
 			if err := s.Serve(ctx); err != nil {
 				d.log.Error("syslog ingest", "listen", sl.Listen, "err", err)
