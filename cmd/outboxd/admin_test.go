@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -69,6 +70,10 @@ admin:
 		})
 		if !ready.Ready || ready.Sinks["down"].QueueDepth != 3 || ready.Sinks["down"].LastError == "" {
 			t.Fatalf("readyz = %+v", ready)
+		}
+		out, err := exec.Command(bin, "stats", "-config", cfgPath).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "down") || !regexp.MustCompile(`down\s+3\s`).Match(out) {
+			t.Errorf("stats beside the running daemon: %v\n%s", err, out)
 		}
 		code, metrics := get("/metrics")
 		for _, want := range []string{

@@ -4,6 +4,7 @@
 //
 //	outboxd run [-config FILE]   run the daemon
 //	outboxd check -config FILE   validate a configuration
+//	outboxd stats [-config FILE] queue depths, ages, dead letters, file sizes
 //	outboxd version              print the version
 package main
 
@@ -36,6 +37,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runCommand(ctx, args[1:], stderr)
 	case "check":
 		return checkCommand(args[1:], stdout, stderr)
+	case "stats":
+		return statsCommand(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return 0
@@ -49,6 +52,7 @@ const usage = `usage: outboxd <command> [flags]
 commands:
   run [-config FILE]   run the daemon (default config: /etc/outboxd/config.yaml, else the embedded default)
   check -config FILE   validate a configuration: exit 0, or print every problem and exit 1
+  stats [-config FILE] per sink: queued records, the oldest one's age, dead letters; file sizes
   version              print the version
 
 "outboxd <command> -h" prints the command's flags.
