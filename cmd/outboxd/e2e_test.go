@@ -200,3 +200,5 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func newServer(h http.Handler) *httptest.Server { return httptest.NewServer(h) }

@@ -39,6 +39,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return checkCommand(args[1:], stdout, stderr)
 	case "stats":
 		return statsCommand(args[1:], stdout, stderr)
+	case "dlq":
+		return dlqCommand(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return 0
@@ -53,6 +55,8 @@ commands:
   run [-config FILE]   run the daemon (default config: /etc/outboxd/config.yaml, else the embedded default)
   check -config FILE   validate a configuration: exit 0, or print every problem and exit 1
   stats [-config FILE] per sink: queued records, the oldest one's age, dead letters; file sizes
+  dlq list|purge -sink NAME [-config FILE] [-limit N] [-before DURATION]
+                       print a sink's dead letters, or delete them
   version              print the version
 
 "outboxd <command> -h" prints the command's flags.

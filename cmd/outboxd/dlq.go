@@ -1,0 +1,113 @@
+package main
+
+import (
+	"database/sql"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/outboxd/outboxd/outbox"
+)
+
+// dlqCommand inspects and purges a sink's dead letters:
+//
+//	outboxd dlq list  -sink NAME [-config FILE] [-limit N]
+//	outboxd dlq purge -sink NAME [-config FILE] [-before DURATION]
+//
+// Both touch only the dead-letter file, so they are safe beside a running
+// daemon (SQLite serialises the writes).
+func dlqCommand(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || (args[0] != "list" && args[0] != "purge") {
+		fmt.Fprintln(stderr, "usage: outboxd dlq list|purge -sink NAME [-config FILE] [-limit N] [-before DURATION]")
+		return 2
+	}
+	verb := args[0]
+	fs := flag.NewFlagSet("dlq "+verb, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "configuration file (default "+systemConfig+" if it exists, else the embedded default)")
+	sink := fs.String("sink", "", "the sink whose dead letters to use (required)")
+	limit := fs.Int("limit", 100, "list: most dead letters to print, oldest first")
+	before := fs.Duration("before", 0, "purge: only dead letters moved longer ago than this (0: all)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	cfg, _, err := loadConfig(*path)
+	if err != nil {
+		fmt.Fprintln(stderr, "outboxd dlq:", err)
+		return 1
+	}
+	if _, ok := cfg.Sinks[*sink]; !ok {
+		fmt.Fprintf(stderr, "outboxd dlq: no sink named %q in the config\n", *sink)
+		return 2
+	}
+	dlqPath := outbox.DLQPath(filepath.Join(cfg.DataDir, "outbox.db"))
+	table := outbox.DLQTable("sink_" + *sink)
+	db := openIfExists(dlqPath)
+	if db == nil {
+		fmt.Fprintf(stdout, "no dead letters (%s does not exist)\n", dlqPath)
+		return 0
+	}
+	db.Close()
+	mode := "ro"
+	if verb == "purge" {
+		mode = "rw"
+	}
+	db, err = sql.Open("sqlite", "file:"+dlqPath+"?mode="+mode+"&_pragma=busy_timeout(10000)")
+	if err != nil {
+		fmt.Fprintln(stderr, "outboxd dlq:", err)
+		return 1
+	}
+	defer db.Close()
+	if verb == "list" {
+		return listDeadLetters(db, table, *limit, stdout, stderr)
+	}
+	cutoff := time.Now().Add(-*before).Unix()
+	if *before == 0 {
+		cutoff = time.Now().Add(time.Hour).Unix() // everything
+	}
+	res, err := db.Exec(`DELETE FROM "`+table+`" WHERE moved_at < ?`, cutoff)
+	if err != nil {
+		fmt.Fprintln(stderr, "outboxd dlq purge:", err)
+		return 1
+	}
+	n, _ := res.RowsAffected()
+	fmt.Fprintf(stdout, "purged %d dead letters of sink %s\n", n, *sink)
+	return 0
+}
+
+func listDeadLetters(db *sql.DB, table string, limit int, stdout, stderr io.Writer) int {
+	rows, err := db.Query(`SELECT id, original_id, moved_at, error_message, data FROM "`+table+`" ORDER BY id LIMIT ?`, limit)
+	if err != nil {
+		fmt.Fprintln(stderr, "outboxd dlq list:", err)
+		return 1
+	}
+	defer rows.Close()
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tRECORD\tMOVED\tREASON\tDATA")
+	for rows.Next() {
+		var id, orig, moved int64
+		var reason string
+		var data []byte
+		if err := rows.Scan(&id, &orig, &moved, &reason, &data); err != nil {
+			fmt.Fprintln(stderr, "outboxd dlq list:", err)
+			return 1
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\n", id, orig, time.Unix(moved, 0).UTC().Format(time.RFC3339), short(reason, 80), short(string(data), 120))
+	}
+	tw.Flush()
+	if err := rows.Err(); err != nil {
+		fmt.Fprintln(stderr, "outboxd dlq list:", err)
+		return 1
+	}
+	return 0
+}
+
+func short(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
