@@ -79,9 +79,10 @@ type committer struct {
 	quit chan struct{}
 	done chan struct{}
 
-	stmts map[string]*sql.Stmt
-	rows  []row // reused buffer for coalesced inserts
-	args  []any // reused buffer for statement arguments
+	stmts   map[string]*sql.Stmt
+	inserts map[insertKey]string // the INSERT text per table and row count, built once
+	rows    []row                // reused buffer for coalesced inserts
+	args    []any                // reused buffer for statement arguments
 
 	stats commitStats
 }
@@ -109,6 +110,7 @@ func startCommitter(ctx context.Context, db *sql.DB, path string, d Durability, 
 		quit:       make(chan struct{}),
 		done:       make(chan struct{}),
 		stmts:      map[string]*sql.Stmt{},
+		inserts:    map[insertKey]string{},
 	}
 	go c.loop()
 	return c, nil
@@ -487,7 +489,13 @@ func (t *txn) insertRows(table string, rows []row) (int64, error) {
 				}
 				args = append(args, data, r.created)
 			}
-			res, err := t.exec(insertSQL(table, chunk), args...)
+			key := insertKey{table, chunk}
+			query, ok := t.c.inserts[key]
+			if !ok {
+				query = insertSQL(table, chunk)
+				t.c.inserts[key] = query
+			}
+			res, err := t.exec(query, args...)
 			clear(args)
 			t.c.args = args[:0]
 			if err != nil {
@@ -500,6 +508,11 @@ func (t *txn) insertRows(table string, rows []row) (int64, error) {
 		}
 	}
 	return last, nil
+}
+
+type insertKey struct {
+	table string
+	rows  int
 }
 
 // insertSQL is the INSERT of n rows into table. OR FAIL spares SQLite the

@@ -124,36 +124,47 @@ func (q *Queue[T]) Send(ctx context.Context, item T) error {
 // SendBatch appends items, in order, all or nothing, in one commit. A batch
 // larger than MaxSize fails at once with ErrQueueFull.
 func (q *Queue[T]) SendBatch(ctx context.Context, items []T) error {
-	if q.closed.Load() {
-		return q.errClosed("send to")
-	}
-	if len(items) == 0 {
-		return nil
-	}
-	n := int64(len(items))
-	if q.max > 0 && n > q.max {
-		return fmt.Errorf("%w: batch of %d records exceeds MaxSize %d of %s table %s", ErrQueueFull, n, q.max, q.path, q.table)
-	}
-	rows, err := q.encode(items)
-	if err != nil {
+	op, err := q.prepare(ctx, items)
+	if err != nil || op == nil {
 		return err
 	}
-	if err := q.ts.reserve(ctx, n, q.max, q.closing); err != nil {
-		if errors.Is(err, ErrClosed) {
-			return q.errClosed("send to")
-		}
-		return fmt.Errorf("outbox: send to %s table %s: %w", q.path, q.table, err)
-	}
-	op := newWriteOp(q.ts)
-	op.rows = rows
 	if err := q.store.commit.submit(ctx, op); err != nil {
-		q.ts.unreserve(n)
+		q.ts.unreserve(int64(len(op.rows)))
 		if errors.Is(err, ErrClosed) {
 			return q.errClosed("send to")
 		}
 		return err
 	}
 	return nil
+}
+
+// prepare checks, encodes and books room for items, waiting while the queue
+// is full. It returns the insert op (nil for no items); the caller submits it
+// or undoes the booking with unreserve.
+func (q *Queue[T]) prepare(ctx context.Context, items []T) (*writeOp, error) {
+	if q.closed.Load() {
+		return nil, q.errClosed("send to")
+	}
+	if len(items) == 0 {
+		return nil, nil
+	}
+	n := int64(len(items))
+	if q.max > 0 && n > q.max {
+		return nil, fmt.Errorf("%w: batch of %d records exceeds MaxSize %d of %s table %s", ErrQueueFull, n, q.max, q.path, q.table)
+	}
+	rows, err := q.encode(items)
+	if err != nil {
+		return nil, err
+	}
+	if err := q.ts.reserve(ctx, n, q.max, q.closing); err != nil {
+		if errors.Is(err, ErrClosed) {
+			return nil, q.errClosed("send to")
+		}
+		return nil, fmt.Errorf("outbox: send to %s table %s: %w", q.path, q.table, err)
+	}
+	op := newWriteOp(q.ts)
+	op.rows = rows
+	return op, nil
 }
 
 // Batch is a SendBatches argument: items for one queue.
@@ -172,51 +183,31 @@ func SendBatches[T any](ctx context.Context, batches []Batch[T]) error {
 		return nil
 	}
 	st := batches[0].Queue.store
-	group := newWriteOp(nil)
-	var reserved []*writeOp
+	var parts []*writeOp
 	undo := func() {
-		for _, g := range reserved {
-			g.ts.unreserve(int64(len(g.rows)))
+		for _, p := range parts {
+			p.ts.unreserve(int64(len(p.rows)))
 		}
 	}
 	for _, b := range batches {
-		q := b.Queue
-		if q.store != st {
+		if b.Queue.store != st {
 			undo()
-			return fmt.Errorf("outbox: send batches: %s and %s are different files", st.path, q.path)
+			return fmt.Errorf("outbox: send batches: %s and %s are different files", st.path, b.Queue.path)
 		}
-		if q.closed.Load() {
-			undo()
-			return q.errClosed("send to")
-		}
-		n := int64(len(b.Items))
-		if n == 0 {
-			continue
-		}
-		if q.max > 0 && n > q.max {
-			undo()
-			return fmt.Errorf("%w: batch of %d records exceeds MaxSize %d of %s table %s", ErrQueueFull, n, q.max, q.path, q.table)
-		}
-		rows, err := q.encode(b.Items)
+		op, err := b.Queue.prepare(ctx, b.Items)
 		if err != nil {
 			undo()
 			return err
 		}
-		if err := q.ts.reserve(ctx, n, q.max, q.closing); err != nil {
-			undo()
-			if errors.Is(err, ErrClosed) {
-				return q.errClosed("send to")
-			}
-			return fmt.Errorf("outbox: send to %s table %s: %w", q.path, q.table, err)
+		if op != nil {
+			parts = append(parts, op)
 		}
-		g := newWriteOp(q.ts)
-		g.rows = rows
-		reserved = append(reserved, g)
 	}
-	if len(reserved) == 0 {
+	if len(parts) == 0 {
 		return nil
 	}
-	group.group = reserved
+	group := newWriteOp(nil)
+	group.group = parts
 	if err := st.commit.submit(ctx, group); err != nil {
 		undo()
 		return err
