@@ -84,7 +84,14 @@ type committer struct {
 	rows    []row                // reused buffer for coalesced inserts
 	args    []any                // reused buffer for statement arguments
 
-	stats commitStats
+	stats   commitStats
+	timings commitTimings
+
+	// The disk limit (Options.MaxBytes): inserts that would take the pages
+	// in use past maxBytes are refused. usedBytes is re-read after every
+	// commit while a limit is set.
+	maxBytes  int64
+	usedBytes int64
 }
 
 // commitStats counts what the committer did, for tests, benchmarks and metrics.
@@ -96,7 +103,7 @@ type commitStats struct {
 	synced  atomic.Int64 // syncWAL runs that made relaxed commits durable
 }
 
-func startCommitter(ctx context.Context, db *sql.DB, path string, d Durability, res *reserve) (*committer, error) {
+func startCommitter(ctx context.Context, db *sql.DB, path string, d Durability, res *reserve, maxBytes int64) (*committer, error) {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return nil, dbError("open write connection", path, err)
@@ -111,6 +118,12 @@ func startCommitter(ctx context.Context, db *sql.DB, path string, d Durability, 
 		done:       make(chan struct{}),
 		stmts:      map[string]*sql.Stmt{},
 		inserts:    map[insertKey]string{},
+		timings:    newCommitTimings(),
+		maxBytes:   maxBytes,
+	}
+	if err := c.measureUsed(ctx); err != nil {
+		conn.Close()
+		return nil, err
 	}
 	go c.loop()
 	return c, nil
@@ -271,7 +284,7 @@ func (c *committer) gather(first *writeOp) []*writeOp {
 // each op in a transaction of its own, so that one bad op cannot fail the
 // others that happened to share its commit.
 func (c *committer) runBatch(batch []*writeOp) {
-	if batch = c.refuseIfSpent(batch); len(batch) == 0 {
+	if batch = c.refuseOverLimit(c.refuseIfSpent(batch)); len(batch) == 0 {
 		return
 	}
 	err := c.inTx(batch)
@@ -293,6 +306,9 @@ func (c *committer) runBatch(batch []*writeOp) {
 // afterTx spends the reserve when the disk is full, and tries to rebuild it
 // after records were deleted.
 func (c *committer) afterTx(err error, batch []*writeOp) {
+	if err == nil && c.maxBytes > 0 {
+		c.measureUsed(context.Background()) // on error, the last figure stands
+	}
 	if c.res == nil {
 		return
 	}
@@ -339,6 +355,7 @@ func (c *committer) inTx(batch []*writeOp) error {
 	if err := c.relax(ctx, relaxed); err != nil {
 		return err
 	}
+	start := time.Now()
 	if _, err := c.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		return dbError("begin transaction", c.path, err)
 	}
@@ -351,6 +368,7 @@ func (c *committer) inTx(batch []*writeOp) error {
 		c.rollback()
 		return dbError("commit", c.path, err)
 	}
+	c.timings.observe(len(batch), time.Since(start))
 	c.unsynced = relaxed // a full commit synced the whole WAL, earlier frames too
 	if relaxed {
 		c.stats.relaxed.Add(1)

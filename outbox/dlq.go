@@ -42,7 +42,7 @@ func (q *Queue[T]) deadLettersFor(ctx context.Context) (*deadLetters, error) {
 	if q.dlq != nil {
 		return q.dlq, nil
 	}
-	st, err := acquireStore(ctx, DLQPath(q.path), q.store.durability, false)
+	st, err := acquireStore(ctx, DLQPath(q.path), fileOptions{durability: q.store.durability})
 	if err != nil {
 		return nil, err
 	}
@@ -134,4 +134,89 @@ func (q *Queue[T]) quarantine(ctx context.Context, bad []badRow) error {
 		return fmt.Errorf("%w in %s table %s (%w); moving to the dead-letter queue failed: %w", ErrDecode, q.path, q.table, cause, err)
 	}
 	return fmt.Errorf("%w in %s table %s, moved to %s table %s: %w", ErrDecode, q.path, q.table, DLQPath(q.path), DLQTable(q.table), cause)
+}
+
+// replayChunk is how many dead letters ReplayDeadLetters moves per commit.
+const replayChunk = 1000
+
+// ReplayDeadLetters puts up to limit dead letters (all when limit <= 0) back
+// at the end of the queue, oldest first, with their bytes unchanged, and
+// returns how many it moved. Each chunk is appended (one commit) before it
+// is deleted from the dead-letter table (another): a crash in between leaves
+// a record in both places, never in neither. Use it after fixing what made
+// the sink reject the records; records that failed to decode will fail again.
+func (q *Queue[T]) ReplayDeadLetters(ctx context.Context, limit int) (int, error) {
+	if q.closed.Load() {
+		return 0, q.errClosed("replay dead letters into")
+	}
+	d, err := q.deadLettersFor(ctx)
+	if err != nil {
+		return 0, err
+	}
+	moved := 0
+	for limit <= 0 || moved < limit {
+		n := replayChunk
+		if limit > 0 {
+			n = min(n, limit-moved)
+		}
+		ids, rows, err := d.oldest(ctx, n)
+		if err != nil || len(rows) == 0 {
+			return moved, err
+		}
+		if err := q.appendRows(ctx, rows); err != nil {
+			return moved, fmt.Errorf("outbox: replay dead letters into %s table %s: %w", q.path, q.table, err)
+		}
+		del := newWriteOp(nil)
+		del.exec = func(t *txn) (int64, error) {
+			_, err := t.exec(`DELETE FROM "`+d.table+`" WHERE id BETWEEN ? AND ?`, ids.lo, ids.hi)
+			return 0, err
+		}
+		if err := d.store.commit.submit(ctx, del); err != nil {
+			return moved, fmt.Errorf("outbox: delete replayed dead letters %d..%d from %s: %w", ids.lo, ids.hi, d.store.path, err)
+		}
+		moved += len(rows)
+	}
+	return moved, nil
+}
+
+// oldest reads the first n dead letters: their id range and their rows.
+func (d *deadLetters) oldest(ctx context.Context, n int) (idRange, []row, error) {
+	rs, err := d.store.db.QueryContext(ctx, `SELECT id, data, created_at FROM "`+d.table+`" ORDER BY id LIMIT ?`, n)
+	if err != nil {
+		return idRange{}, nil, dbError("read dead letters from", d.store.path, err)
+	}
+	defer rs.Close()
+	var ids idRange
+	var rows []row
+	for rs.Next() {
+		var id int64
+		var r row
+		if err := rs.Scan(&id, &r.data, &r.created); err != nil {
+			return idRange{}, nil, dbError("read dead letters from", d.store.path, err)
+		}
+		if len(rows) == 0 {
+			ids.lo = id
+		}
+		ids.hi = id
+		rows = append(rows, r)
+	}
+	if err := rs.Err(); err != nil {
+		return idRange{}, nil, dbError("read dead letters from", d.store.path, err)
+	}
+	return ids, rows, nil
+}
+
+// appendRows appends rows that are encoded already, within MaxSize.
+func (q *Queue[T]) appendRows(ctx context.Context, rows []row) error {
+	n := int64(len(rows))
+	if err := q.ts.reserve(ctx, n, q.max, q.closing); err != nil {
+		return err
+	}
+	op := newWriteOp(q.ts)
+	op.rows = rows
+	if err := q.store.commit.submit(ctx, op); err != nil {
+		q.ts.unreserve(n)
+		return err
+	}
+	return nil
 }

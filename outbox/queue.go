@@ -46,7 +46,12 @@ func ParseDurability(s string) (Durability, error) {
 // Options configure a queue. The zero value is an unbounded, fully durable
 // queue with the default codec.
 type Options[T any] struct {
-	MaxSize    int        // most records the queue may hold; 0 = no limit
+	MaxSize int // most records the queue may hold; 0 = no limit
+	// MaxBytes limits the pages in use in the whole database file, shared
+	// by every queue in it (so every Open of the file must pass the same
+	// value); inserts past it fail at once with ErrQueueFull. 0 = no limit.
+	// The WAL (up to a few MiB between checkpoints) is not counted.
+	MaxBytes   int64
 	Durability Durability // zero value = DurabilityFull
 	Codec      Codec[T]   // nil = JSON; when T is []byte, nil stores the bytes unchanged
 }
@@ -91,7 +96,10 @@ func Open[T any](ctx context.Context, path, table string, opts Options[T]) (*Que
 	if opts.Durability < DurabilityFull || opts.Durability > DurabilityExtra {
 		return nil, fmt.Errorf("outbox: open %s: unknown durability %d", path, int(opts.Durability))
 	}
-	st, err := acquireStore(ctx, path, opts.Durability, true)
+	if opts.MaxBytes < 0 {
+		return nil, fmt.Errorf("outbox: open %s: MaxBytes %d is negative", path, opts.MaxBytes)
+	}
+	st, err := acquireStore(ctx, path, fileOptions{durability: opts.Durability, reserve: true, maxBytes: opts.MaxBytes})
 	if err != nil {
 		return nil, err
 	}

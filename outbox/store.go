@@ -39,9 +39,17 @@ var stores = struct {
 	m map[string]*store
 }{m: map[string]*store{}}
 
+// fileOptions are the settings of a whole database file. Every Queue on a
+// file must ask for the same ones.
+type fileOptions struct {
+	durability Durability
+	reserve    bool  // keep a reserve file for deletes on a full disk
+	maxBytes   int64 // disk limit; 0 = none
+}
+
 // acquireStore returns the open store for path, opening the file when this is
 // its first user. Every acquireStore is paired with one releaseStore.
-func acquireStore(ctx context.Context, path string, d Durability, withReserve bool) (*store, error) {
+func acquireStore(ctx context.Context, path string, fo fileOptions) (*store, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: resolve path %q: %w", path, err)
@@ -49,15 +57,18 @@ func acquireStore(ctx context.Context, path string, d Durability, withReserve bo
 	stores.Lock()
 	defer stores.Unlock()
 	if s, ok := stores.m[abs]; ok {
-		if s.durability != d {
-			return nil, fmt.Errorf("outbox: open %s: already open with durability %s, not %s", abs, s.durability, d)
+		if s.durability != fo.durability {
+			return nil, fmt.Errorf("outbox: open %s: already open with durability %s, not %s", abs, s.durability, fo.durability)
+		}
+		if s.commit.maxBytes != fo.maxBytes {
+			return nil, fmt.Errorf("outbox: open %s: already open with MaxBytes %d, not %d", abs, s.commit.maxBytes, fo.maxBytes)
 		}
 		s.mu.Lock()
 		s.refs++
 		s.mu.Unlock()
 		return s, nil
 	}
-	s, err := openStore(ctx, abs, d, withReserve)
+	s, err := openStore(ctx, abs, fo)
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +147,8 @@ func dsn(path string, d Durability) string {
 // others serve readers (Claim, Len at open, operator queries).
 const maxConns = 4
 
-func openStore(ctx context.Context, path string, d Durability, withReserve bool) (*store, error) {
+func openStore(ctx context.Context, path string, fo fileOptions) (*store, error) {
+	d := fo.durability
 	if strings.Contains(path, "?") {
 		// The driver reads everything after the first '?' as its options.
 		return nil, fmt.Errorf("outbox: open %s: the path may not contain '?'", path)
@@ -169,10 +181,10 @@ func openStore(ctx context.Context, path string, d Durability, withReserve bool)
 		return nil, fmt.Errorf("outbox: open %s: journal mode is %q, want wal (is the file system one that supports shared memory?)", path, mode)
 	}
 	var res *reserve
-	if withReserve {
+	if fo.reserve {
 		res = newReserve(path)
 	}
-	c, err := startCommitter(ctx, db, path, d, res)
+	c, err := startCommitter(ctx, db, path, d, res, fo.maxBytes)
 	if err != nil {
 		db.Close()
 		return nil, err

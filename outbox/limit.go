@@ -1,0 +1,62 @@
+package outbox
+
+import (
+	"context"
+	"fmt"
+)
+
+// rowOverhead is what SQLite spends on a row beside its payload: the rowid,
+// the created_at integer, the cell header and pointer. An estimate; the
+// limit is checked against the pages really in use after every commit.
+const rowOverhead = 24
+
+// measureUsed reads how many bytes of the file hold live pages: the file's
+// pages minus the free ones that SQLite will reuse before it grows the file.
+func (c *committer) measureUsed(ctx context.Context) error {
+	if c.maxBytes <= 0 {
+		return nil
+	}
+	var pages, free, size int64
+	err := c.conn.QueryRowContext(ctx,
+		"SELECT page_count, freelist_count, page_size FROM pragma_page_count(), pragma_freelist_count(), pragma_page_size()").
+		Scan(&pages, &free, &size)
+	if err != nil {
+		return dbError("measure the size of", c.path, err)
+	}
+	c.usedBytes = (pages - free) * size
+	return nil
+}
+
+// refuseOverLimit answers ops that would take the file past its disk limit
+// with ErrQueueFull, and returns the ops that may run. Deletes always run:
+// they are what makes room.
+func (c *committer) refuseOverLimit(batch []*writeOp) []*writeOp {
+	if c.maxBytes <= 0 || len(batch) == 0 {
+		return batch
+	}
+	keep := batch[:0:0]
+	used := c.usedBytes
+	for _, op := range batch {
+		add := op.payloadBytes()
+		if add > 0 && used+add > c.maxBytes {
+			c.finish([]*writeOp{op}, fmt.Errorf("outbox: write %s: %w: %d bytes in use, %d more would pass the disk limit of %d bytes",
+				c.path, ErrQueueFull, used, add, c.maxBytes))
+			continue
+		}
+		used += add
+		keep = append(keep, op)
+	}
+	return keep
+}
+
+// payloadBytes estimates what the op's new rows take on disk.
+func (op *writeOp) payloadBytes() int64 {
+	var n int64
+	for _, r := range op.rows {
+		n += int64(len(r.data)) + rowOverhead
+	}
+	for _, g := range op.group {
+		n += g.payloadBytes()
+	}
+	return n
+}
