@@ -78,6 +78,7 @@ type HTTP struct {
 	sem chan struct{}
 
 	Accepted atomic.Int64 // records accepted
+	Bytes    atomic.Int64 // bytes of the accepted records, as stored
 	Refused  atomic.Int64 // requests refused, for any reason
 }
 
@@ -223,6 +224,7 @@ func (h *HTTP) store(w http.ResponseWriter, r *http.Request, records [][]byte) {
 	switch {
 	case err == nil:
 		h.Accepted.Add(int64(len(records)))
+		h.Bytes.Add(totalBytes(records))
 		h.reply(w, http.StatusAccepted, answer{Accepted: len(records)})
 	case errors.Is(err, outbox.ErrQueueFull):
 		w.Header().Set("Retry-After", "1")
@@ -257,4 +259,13 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 	n, err := l.r.Read(p)
 	l.left -= int64(n)
 	return n, err
+}
+
+// totalBytes is the size of records, as stored.
+func totalBytes(records [][]byte) int64 {
+	var n int64
+	for _, r := range records {
+		n += int64(len(r))
+	}
+	return n
 }

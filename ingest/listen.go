@@ -38,6 +38,7 @@ type Syslog struct {
 	app     Appender
 
 	Received atomic.Int64 // records committed
+	Bytes    atomic.Int64 // bytes of the committed records, as stored
 	Dropped  atomic.Int64 // datagram records that could not be stored
 
 	mu sync.Mutex
@@ -181,6 +182,7 @@ func (s *Syslog) storeStream(ctx context.Context, batch [][]byte) bool {
 		switch {
 		case err == nil:
 			s.Received.Add(int64(len(batch)))
+			s.Bytes.Add(totalBytes(batch))
 			return true
 		case ctx.Err() != nil:
 			s.cfg.Logger.Warn("syslog: stopping with records unstored; the sender did not get them acknowledged", "count", len(batch))
@@ -301,6 +303,7 @@ func (s *Syslog) storeDatagrams(queue <-chan []byte) {
 			continue
 		}
 		s.Received.Add(int64(len(batch)))
+		s.Bytes.Add(totalBytes(batch))
 	}
 }
 

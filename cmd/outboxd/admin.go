@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/outboxd/outboxd/outbox"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -57,8 +59,8 @@ func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
 		Ready bool                  `json:"ready"`
 		Sinks map[string]sinkHealth `json:"sinks"`
 	}{Ready: d.ready.Load(), Sinks: map[string]sinkHealth{}}
-	for name, wk := range d.workers {
-		snap, err := wk.Snapshot(r.Context())
+	d.sinks.each(func(s *sinkRun) {
+		snap, err := s.worker.Snapshot(r.Context())
 		h := sinkHealth{QueueDepth: snap.QueueDepth, LastError: snap.LastError}
 		if err != nil {
 			h.LastError, body.Ready = err.Error(), false // the outbox cannot be read
@@ -70,8 +72,8 @@ func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
 				body.Ready = false
 			}
 		}
-		body.Sinks[name] = h
-	}
+		body.Sinks[s.name] = h
+	})
 	w.Header().Set("Content-Type", "application/json")
 	if !body.Ready {
 		w.WriteHeader(http.StatusServiceUnavailable)
@@ -87,47 +89,109 @@ func (d *daemon) metrics() *prometheus.Registry {
 	counter := func(name, help string, labels prometheus.Labels, f func() float64) {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels}, f))
 	}
-	gauge := func(name, help string, labels prometheus.Labels, f func() float64) {
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels}, f))
-	}
-	for name, wk := range d.workers {
-		l, st, q := prometheus.Labels{"sink": name}, wk.Stats(), d.queues[name]
-		counter("outboxd_forwarded_records_total", "Records the sink confirmed.", l, func() float64 { return float64(st.RecordsSent.Load()) })
-		counter("outboxd_forwarded_batches_total", "Batches the sink confirmed.", l, func() float64 { return float64(st.Batches.Load()) })
-		counter("outboxd_forward_retries_total", "Failed attempts that were retried.", l, func() float64 { return float64(st.Retries.Load()) })
-		counter("outboxd_dead_lettered_records_total", "Records moved to the dead-letter queue.", l, func() float64 { return float64(st.Rejected.Load()) })
-		gauge("outboxd_queue_records", "Records in the sink's outbox queue.", l, func() float64 {
-			n, _ := q.Len(context.Background())
-			return float64(n)
-		})
-		gauge("outboxd_queue_oldest_age_seconds", "Age of the oldest queued record.", l, func() float64 {
-			at, ok, _ := q.Oldest(context.Background())
-			if !ok {
-				return 0
-			}
-			return time.Since(at).Seconds()
-		})
-		gauge("outboxd_sink_failing_seconds", "How long the sink has been failing; 0 when healthy.", l, func() float64 {
-			snap, _ := wk.Snapshot(context.Background())
-			if snap.FailingSince.IsZero() {
-				return 0
-			}
-			return time.Since(snap.FailingSince).Seconds()
-		})
-		gauge("outboxd_sink_backoff_seconds", "The current wait before the next attempt.", l, func() float64 {
-			snap, _ := wk.Snapshot(context.Background())
-			return snap.Backoff.Seconds()
-		})
-	}
+	reg.MustRegister(sinkCollector{d})
 	if h := d.http; h != nil {
 		l := prometheus.Labels{"endpoint": "http"}
 		counter("outboxd_ingest_records_total", "Records accepted (committed).", l, func() float64 { return float64(h.Accepted.Load()) })
-		counter("outboxd_ingest_refused_requests_total", "Requests refused, for any reason.", l, func() float64 { return float64(h.Refused.Load()) })
+		counter("outboxd_ingest_bytes_total", "Bytes of the accepted records.", l, func() float64 { return float64(h.Bytes.Load()) })
+		counter("outboxd_ingest_refused_requests_total", "Requests refused, for any reason (bad input, full, auth).", l, func() float64 { return float64(h.Refused.Load()) })
 	}
 	for i, s := range d.syslogs {
 		l := prometheus.Labels{"endpoint": d.cfg.Ingest.Syslog[i].Listen}
 		counter("outboxd_ingest_records_total", "Records accepted (committed).", l, func() float64 { return float64(s.Received.Load()) })
+		counter("outboxd_ingest_bytes_total", "Bytes of the accepted records.", l, func() float64 { return float64(s.Bytes.Load()) })
 		counter("outboxd_ingest_dropped_records_total", "Datagrams that could not be stored (UDP cannot push back).", l, func() float64 { return float64(s.Dropped.Load()) })
 	}
 	return reg
+}
+
+// sinkCollector reports every running sink and the outbox file at scrape
+// time. It reads the live set, so sinks added or removed by a reload appear
+// and disappear.
+type sinkCollector struct{ d *daemon }
+
+var (
+	descForwarded = prometheus.NewDesc("outboxd_forwarded_records_total", "Records the sink confirmed.", []string{"sink"}, nil)
+	descBatches   = prometheus.NewDesc("outboxd_forwarded_batches_total", "Batches the sink confirmed.", []string{"sink"}, nil)
+	descRetries   = prometheus.NewDesc("outboxd_forward_retries_total", "Failed attempts that were retried.", []string{"sink"}, nil)
+	descRejected  = prometheus.NewDesc("outboxd_dead_lettered_records_total", "Records moved to the dead-letter queue.", []string{"sink"}, nil)
+	descQueued    = prometheus.NewDesc("outboxd_queue_records", "Records in the sink's outbox queue.", []string{"sink"}, nil)
+	descOldest    = prometheus.NewDesc("outboxd_queue_oldest_age_seconds", "Age of the oldest queued record; 0 when empty.", []string{"sink"}, nil)
+	descFailing   = prometheus.NewDesc("outboxd_sink_failing_seconds", "How long the sink has been failing; 0 when healthy.", []string{"sink"}, nil)
+	descBackoff   = prometheus.NewDesc("outboxd_sink_backoff_seconds", "The current wait before the next attempt.", []string{"sink"}, nil)
+	descDLQ       = prometheus.NewDesc("outboxd_dlq_records", "Records in the sink's dead-letter queue.", []string{"sink"}, nil)
+	descCommitLat = prometheus.NewDesc("outboxd_outbox_commit_seconds", "Time per outbox commit: its statements and its fsync.", nil, nil)
+	descGroup     = prometheus.NewDesc("outboxd_outbox_group_commit_writes", "Writes (ingest requests, acks) that shared one outbox commit.", nil, nil)
+)
+
+// Describe sends nothing: the collector is unchecked, since its sinks change.
+func (sinkCollector) Describe(chan<- *prometheus.Desc) {}
+
+func (c sinkCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx := context.Background()
+	var stats *outbox.CommitStats
+	dlq := c.d.deadLetterCounts()
+	c.d.sinks.each(func(s *sinkRun) {
+		st, snap := s.worker.Stats(), s.worker.Snapshot
+		counter := func(d *prometheus.Desc, v int64) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), s.name)
+		}
+		gauge := func(d *prometheus.Desc, v float64) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, s.name)
+		}
+		counter(descForwarded, st.RecordsSent.Load())
+		counter(descBatches, st.Batches.Load())
+		counter(descRetries, st.Retries.Load())
+		counter(descRejected, st.Rejected.Load())
+		n, _ := s.queue.Len(ctx)
+		gauge(descQueued, float64(n))
+		age := 0.0
+		if at, ok, _ := s.queue.Oldest(ctx); ok {
+			age = time.Since(at).Seconds()
+		}
+		gauge(descOldest, age)
+		sn, _ := snap(ctx)
+		failing := 0.0
+		if !sn.FailingSince.IsZero() {
+			failing = time.Since(sn.FailingSince).Seconds()
+		}
+		gauge(descFailing, failing)
+		gauge(descBackoff, sn.Backoff.Seconds())
+		gauge(descDLQ, float64(dlq["sink_"+s.name]))
+		if stats == nil {
+			cs := s.queue.CommitStats()
+			stats = &cs
+		}
+	})
+	if stats != nil {
+		ch <- constHistogram(descCommitLat, stats.Latency)
+		ch <- constHistogram(descGroup, stats.Writers)
+	}
+}
+
+func constHistogram(d *prometheus.Desc, h outbox.Histogram) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(h.Bounds))
+	for i, b := range h.Bounds {
+		buckets[b] = h.Counts[i]
+	}
+	return prometheus.MustNewConstHistogram(d, h.Count, h.Sum, buckets)
+}
+
+// deadLetterCounts counts each queue's dead letters, read-only: the DLQ file
+// is small and a scrape comes every few seconds at most.
+func (d *daemon) deadLetterCounts() map[string]int64 {
+	counts := map[string]int64{}
+	db := openIfExists(outbox.DLQPath(filepath.Join(d.cfg.DataDir, "outbox.db")))
+	if db == nil {
+		return counts
+	}
+	defer db.Close()
+	d.sinks.each(func(s *sinkRun) {
+		var n int64
+		table := "sink_" + s.name
+		if err := db.QueryRow(`SELECT COUNT(*) FROM "` + outbox.DLQTable(table) + `"`).Scan(&n); err == nil {
+			counts[table] = n
+		}
+	})
+	return counts
 }

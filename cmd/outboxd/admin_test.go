@@ -80,6 +80,9 @@ admin:
 			`outboxd_queue_records{sink="down"} 3`, `outboxd_ingest_records_total{endpoint="http"} 3`,
 			`outboxd_forward_retries_total{sink="down"}`, `outboxd_queue_oldest_age_seconds{sink="down"}`,
 			`outboxd_sink_failing_seconds{sink="down"}`, "go_goroutines",
+			`outboxd_dlq_records{sink="down"} 0`, `outboxd_ingest_bytes_total{endpoint="http"}`,
+			`outboxd_outbox_commit_seconds_bucket{le="0.001"}`, `outboxd_outbox_group_commit_writes_bucket{le="1"}`,
+			"outboxd_outbox_commit_seconds_count", "outboxd_outbox_group_commit_writes_sum",
 		} {
 			if code != 200 || !strings.Contains(metrics, want) {
 				t.Errorf("metrics lack %q", want)

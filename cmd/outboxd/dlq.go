@@ -1,27 +1,35 @@
 package main
 
 import (
+	"context"
 	"database/sql"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"text/tabwriter"
 	"time"
 
+	"github.com/outboxd/outboxd/config"
 	"github.com/outboxd/outboxd/outbox"
 )
 
-// dlqCommand inspects and purges a sink's dead letters:
+// dlqCommand inspects, replays and purges a sink's dead letters:
 //
-//	outboxd dlq list  -sink NAME [-config FILE] [-limit N]
-//	outboxd dlq purge -sink NAME [-config FILE] [-before DURATION]
+//	outboxd dlq list   -sink NAME [-config FILE] [-limit N]
+//	outboxd dlq replay -sink NAME [-config FILE] [-limit N]
+//	outboxd dlq purge  -sink NAME [-config FILE] [-before DURATION]
 //
-// Both touch only the dead-letter file, so they are safe beside a running
-// daemon (SQLite serialises the writes).
+// list and purge touch only the dead-letter file, so they are safe beside a
+// running daemon (SQLite serialises the writes). replay writes to the sink's
+// queue, whose counts the daemon keeps in memory, so it takes the data
+// directory's lock and refuses while the daemon runs.
 func dlqCommand(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || (args[0] != "list" && args[0] != "purge") {
-		fmt.Fprintln(stderr, "usage: outboxd dlq list|purge -sink NAME [-config FILE] [-limit N] [-before DURATION]")
+	const usage = "usage: outboxd dlq list|replay|purge -sink NAME [-config FILE] [-limit N] [-before DURATION]"
+	if len(args) == 0 || !slices.Contains([]string{"list", "replay", "purge"}, args[0]) {
+		fmt.Fprintln(stderr, usage)
 		return 2
 	}
 	verb := args[0]
@@ -29,7 +37,7 @@ func dlqCommand(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "configuration file (default "+systemConfig+" if it exists, else the embedded default)")
 	sink := fs.String("sink", "", "the sink whose dead letters to use (required)")
-	limit := fs.Int("limit", 100, "list: most dead letters to print, oldest first")
+	limit := fs.Int("limit", 0, "list: most dead letters to print, oldest first (default 100); replay: most to move (default all)")
 	before := fs.Duration("before", 0, "purge: only dead letters moved longer ago than this (0: all)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
@@ -42,6 +50,12 @@ func dlqCommand(args []string, stdout, stderr io.Writer) int {
 	if _, ok := cfg.Sinks[*sink]; !ok {
 		fmt.Fprintf(stderr, "outboxd dlq: no sink named %q in the config\n", *sink)
 		return 2
+	}
+	if verb == "replay" {
+		return replayDeadLetters(cfg, *sink, *limit, stdout, stderr)
+	}
+	if *limit == 0 {
+		*limit = 100
 	}
 	dlqPath := outbox.DLQPath(filepath.Join(cfg.DataDir, "outbox.db"))
 	table := outbox.DLQTable("sink_" + *sink)
@@ -110,4 +124,42 @@ func short(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
+}
+
+// replayDeadLetters moves a sink's dead letters back to its queue, with the
+// daemon stopped (the lock says so).
+func replayDeadLetters(cfg *config.Config, sink string, limit int, stdout, stderr io.Writer) int {
+	unlock, err := lockDataDir(cfg.DataDir)
+	if errors.Is(err, errLocked) {
+		fmt.Fprintf(stderr, "outboxd dlq replay: %v\nstop the daemon first (systemctl stop outboxd), replay, then start it again\n", err)
+		return 1
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "outboxd dlq replay:", err)
+		return 1
+	}
+	defer unlock()
+	dur, err := outbox.ParseDurability(cfg.Durability)
+	if err != nil {
+		fmt.Fprintln(stderr, "outboxd dlq replay:", err)
+		return 1
+	}
+	ctx := context.Background()
+	q, err := outbox.Open(ctx, filepath.Join(cfg.DataDir, "outbox.db"), "sink_"+sink, outbox.Options[[]byte]{
+		MaxBytes: int64(cfg.MaxDiskBytes), Durability: dur,
+	})
+	if err != nil {
+		fmt.Fprintln(stderr, "outboxd dlq replay:", err)
+		return 1
+	}
+	n, err := q.ReplayDeadLetters(ctx, limit)
+	if cerr := q.Close(); err == nil {
+		err = cerr
+	}
+	fmt.Fprintf(stdout, "replayed %d dead letters to the queue of sink %s\n", n, sink)
+	if err != nil {
+		fmt.Fprintln(stderr, "outboxd dlq replay:", err)
+		return 1
+	}
+	return 0
 }

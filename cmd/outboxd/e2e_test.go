@@ -78,13 +78,7 @@ func (c *collector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (c *collector) count(substr string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	n := 0
-	for _, l := range c.lines {
-		if strings.Contains(l, substr) {
-			n++
-		}
-	}
-	return n
+	return countContaining(c.lines, substr)
 }
 
 func TestEndToEnd(t *testing.T) {

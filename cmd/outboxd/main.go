@@ -5,6 +5,7 @@
 //	outboxd run [-config FILE]   run the daemon
 //	outboxd check -config FILE   validate a configuration
 //	outboxd stats [-config FILE] queue depths, ages, dead letters, file sizes
+//	outboxd dlq list|replay|purge -sink NAME   dead letters
 //	outboxd version              print the version
 package main
 
@@ -55,8 +56,9 @@ commands:
   run [-config FILE]   run the daemon (default config: /etc/outboxd/config.yaml, else the embedded default)
   check -config FILE   validate a configuration: exit 0, or print every problem and exit 1
   stats [-config FILE] per sink: queued records, the oldest one's age, dead letters; file sizes
-  dlq list|purge -sink NAME [-config FILE] [-limit N] [-before DURATION]
-                       print a sink's dead letters, or delete them
+  dlq list|replay|purge -sink NAME [-config FILE] [-limit N] [-before DURATION]
+                       print a sink's dead letters, put them back on its queue
+                       (with the daemon stopped), or delete them
   version              print the version
 
 "outboxd <command> -h" prints the command's flags.

@@ -11,8 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,7 +19,6 @@ import (
 	"github.com/outboxd/outboxd/config"
 	"github.com/outboxd/outboxd/forwarders"
 	"github.com/outboxd/outboxd/ingest"
-	"github.com/outboxd/outboxd/outbox"
 )
 
 const systemConfig = "/etc/outboxd/config.yaml"
@@ -40,7 +37,7 @@ func runCommand(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	log := newLogger(cfg.Log, stderr)
 	log.Info("outboxd starting", "version", versionString(), "config", origin, "data_dir", cfg.DataDir)
-	d := &daemon{cfg: cfg, log: log}
+	d := &daemon{cfg: cfg, log: log, configFlag: *path}
 	if err := d.run(ctx); err != nil {
 		log.Error("outboxd stopped", "err", err)
 		return 1
@@ -75,16 +72,17 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 
 // daemon is one run of outboxd.
 type daemon struct {
-	cfg     *config.Config
-	log     *slog.Logger
-	queues  map[string]*outbox.Queue[[]byte]
-	workers map[string]*forwarders.Worker
-	http    *ingest.HTTP
-	syslogs []*ingest.Syslog
-	ready   atomic.Bool
+	cfg        *config.Config
+	configFlag string // the -config flag: where a reload reads from
+	log        *slog.Logger
+	sinks      sinkSet
+	router     router
+	http       *ingest.HTTP
+	syslogs    []*ingest.Syslog
+	ready      atomic.Bool
 }
 
-// run starts the outbox, the forwarders and then ingest, and stops them in
+// run starts the outbox and the forwarders, then ingest, and stops them in
 // the reverse order when ctx ends. Shutdown order: stop ingest (no new
 // records); give in-flight batches the grace period; close the outbox.
 // A second signal exits at once: what was acknowledged is on disk already.
@@ -92,25 +90,27 @@ func (d *daemon) run(ctx context.Context) error {
 	if err := os.MkdirAll(d.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data_dir: %w", err)
 	}
-	if err := d.openQueues(ctx); err != nil {
+	unlock, err := lockDataDir(d.cfg.DataDir)
+	if err != nil {
 		return err
 	}
-	defer d.closeQueues()
-
-	fwdCtx, stopForwarders := context.WithCancel(context.Background())
-	var forwarding sync.WaitGroup
-	if err := d.startForwarders(fwdCtx, &forwarding); err != nil {
-		stopForwarders()
+	defer unlock()
+	if err := d.startSinks(ctx); err != nil {
+		d.stopSinks()
 		return err
 	}
+	defer d.stopSinks()
+	d.router.install(d.cfg.Routes, d.sinks.queues())
 
 	ingestCtx, stopIngest := context.WithCancel(context.Background())
 	var ingesting sync.WaitGroup
 	httpSrv, err := d.startIngest(ingestCtx, &ingesting)
 	if err != nil {
 		stopIngest()
-		stopForwarders()
-		forwarding.Wait()
+		if httpSrv != nil {
+			httpSrv.Close()
+		}
+		ingesting.Wait()
 		return err
 	}
 	adminSrv, err := d.startAdmin(&ingesting)
@@ -120,8 +120,6 @@ func (d *daemon) run(ctx context.Context) error {
 			httpSrv.Close()
 		}
 		ingesting.Wait()
-		stopForwarders()
-		forwarding.Wait()
 		return err
 	}
 	d.ready.Store(true)
@@ -131,7 +129,7 @@ func (d *daemon) run(ctx context.Context) error {
 	var pinging sync.WaitGroup
 	pinging.Go(func() { watchdog(wdCtx, func() string { return d.status(wdCtx) }) })
 
-	<-ctx.Done()
+	d.serveSignals(ctx)
 	stopWatchdog()
 	pinging.Wait()
 	sdNotify("STOPPING=1\nSTATUS=stopping")
@@ -147,24 +145,40 @@ func (d *daemon) run(ctx context.Context) error {
 	}
 	cancel()
 	ingesting.Wait()
-	stopForwarders()
-	forwarding.Wait()
-	return nil
+	return nil // the deferred stopSinks stops the forwarders, then closes the outbox
+}
+
+// serveSignals reloads the configuration on SIGHUP until ctx ends.
+func (d *daemon) serveSignals(ctx context.Context) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			sdNotify("RELOADING=1")
+			next, origin, err := loadConfig(d.configFlag)
+			if err == nil {
+				err = d.reload(ctx, next)
+			}
+			if err != nil {
+				d.log.Error("reload refused; the running configuration stays", "config", origin, "err", err)
+			}
+			sdNotify("READY=1\nSTATUS=" + d.status(ctx))
+		}
+	}
 }
 
 // status is the one-line STATUS= for systemd: queued records per sink.
 func (d *daemon) status(ctx context.Context) string {
 	var b strings.Builder
 	b.WriteString("queued:")
-	names := make([]string, 0, len(d.queues))
-	for name := range d.queues {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		n, _ := d.queues[name].Len(ctx)
-		fmt.Fprintf(&b, " %s=%d", name, n)
-	}
+	d.sinks.each(func(s *sinkRun) {
+		n, _ := s.queue.Len(ctx)
+		fmt.Fprintf(&b, " %s=%d", s.name, n)
+	})
 	return b.String()
 }
 
@@ -174,57 +188,6 @@ func exitOnSecondSignal(log *slog.Logger) {
 	<-ch
 	log.Warn("second signal: exiting now; acknowledged records are on disk and will be forwarded after restart")
 	os.Exit(130)
-}
-
-func (d *daemon) openQueues(ctx context.Context) error {
-	dur, err := outbox.ParseDurability(d.cfg.Durability)
-	if err != nil {
-		return err
-	}
-	path := filepath.Join(d.cfg.DataDir, "outbox.db")
-	d.queues = map[string]*outbox.Queue[[]byte]{}
-	for name := range d.cfg.Sinks {
-		q, err := outbox.Open(ctx, path, "sink_"+name, outbox.Options[[]byte]{MaxSize: d.cfg.MaxRecords, Durability: dur})
-		if err != nil {
-			return fmt.Errorf("sinks.%s: open its queue: %w", name, err)
-		}
-		d.queues[name] = q
-		if n, _ := q.Len(ctx); n > 0 {
-			d.log.Info("queued records found", "sink", name, "records", n)
-		}
-	}
-	return nil
-}
-
-func (d *daemon) closeQueues() {
-	for name, q := range d.queues {
-		if err := q.Close(); err != nil {
-			d.log.Error("close queue", "sink", name, "err", err)
-		}
-	}
-}
-
-func (d *daemon) startForwarders(ctx context.Context, wg *sync.WaitGroup) error {
-	d.workers = map[string]*forwarders.Worker{}
-	for name, sc := range d.cfg.Sinks {
-		sink, err := buildSink(name, sc, d.log)
-		if err != nil {
-			return err
-		}
-		w := forwarders.NewWorker(forwarders.Config{
-			Name:         name,
-			Batching:     forwarders.Batching{MaxRecords: sc.BatchRecords, MaxBytes: int(sc.BatchBytes), Linger: sc.Linger},
-			Retry:        forwarders.Retry{Initial: sc.Retry.Initial, Max: sc.Retry.Max, Multiplier: sc.Retry.Multiplier},
-			DrainTimeout: d.cfg.GracePeriod,
-			Logger:       d.log,
-		}, d.queues[name], sink)
-		d.workers[name] = w
-		wg.Go(func() {
-			defer sink.Close()
-			w.Run(ctx)
-		})
-	}
-	return nil
 }
 
 func buildSink(name string, sc config.Sink, log *slog.Logger) (forwarders.Sink, error) {
@@ -260,7 +223,7 @@ func buildSink(name string, sc config.Sink, log *slog.Logger) (forwarders.Sink, 
 }
 
 func (d *daemon) startIngest(ctx context.Context, wg *sync.WaitGroup) (*http.Server, error) {
-	r := &router{routes: d.cfg.Routes, queues: d.queues}
+	r := &d.router
 	var srv *http.Server
 	if h := d.cfg.Ingest.HTTP; h != nil {
 		endpoint := ingest.NewHTTP(ingest.HTTPConfig{Path: h.Path, Token: h.Token, MaxBodyBytes: int64(h.MaxBodyBytes),
@@ -296,47 +259,4 @@ func (d *daemon) startIngest(ctx context.Context, wg *sync.WaitGroup) (*http.Ser
 		d.log.Info("syslog ingest listening", "listen", sl.Listen, "addr", addr.String())
 	}
 	return srv, nil
-}
-
-// router is the daemon's ingest.Appender: it sends each request's records
-// to the queues of the first route that matches their source, in one commit.
-type router struct {
-	routes []config.Route
-	queues map[string]*outbox.Queue[[]byte]
-}
-
-func (r *router) Append(ctx context.Context, source string, records [][]byte) error {
-	sinks := r.sinksFor(source)
-	if len(sinks) == 0 {
-		return fmt.Errorf("no route takes records from %s", source)
-	}
-	batches := make([]outbox.Batch[[]byte], len(sinks))
-	for i, s := range sinks {
-		batches[i] = outbox.Batch[[]byte]{Queue: r.queues[s], Items: records}
-	}
-	return outbox.SendBatches(ctx, batches)
-}
-
-// sinksFor applies the routes in order: the first whose sources include
-// source wins; a route without sources matches every record. With no routes
-// at all, every sink gets every record.
-func (r *router) sinksFor(source string) []string {
-	if len(r.routes) == 0 {
-		all := make([]string, 0, len(r.queues))
-		for s := range r.queues {
-			all = append(all, s)
-		}
-		return all
-	}
-	for _, rt := range r.routes {
-		if len(rt.Sources) == 0 {
-			return rt.Sinks
-		}
-		for _, s := range rt.Sources {
-			if s == source {
-				return rt.Sinks
-			}
-		}
-	}
-	return nil
 }
