@@ -316,7 +316,7 @@ func (c *committer) afterTx(err error, batch []*writeOp) {
 		c.res.spend()
 		return
 	}
-	if err == nil && c.res.freed {
+	if err == nil && c.res.freed.Load() {
 		for _, op := range batch {
 			if op.deleted > 0 {
 				c.recoverReserve()

@@ -48,6 +48,9 @@ func TestDiskFull(t *testing.T) {
 		if n := mustLen(t, q); n != accepted {
 			t.Fatalf("Len = %d, want the %d accepted records", n, accepted)
 		}
+		if err := q.Writable(); !errors.Is(err, ErrDiskFull) {
+			t.Fatalf("Writable on the full disk: %v", err)
+		}
 		if err := q.Send(ctx, batch[0]); !errors.Is(err, ErrDiskFull) {
 			t.Fatalf("a send on the full disk: %v", err)
 		}
@@ -84,6 +87,9 @@ func TestDiskFull(t *testing.T) {
 		}
 		if n := mustLen(t, q); n != len(batch) {
 			t.Fatalf("Len = %d, want %d", n, len(batch))
+		}
+		if err := q.Writable(); err != nil {
+			t.Fatalf("Writable after recovery: %v", err)
 		}
 	})
 }

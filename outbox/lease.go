@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 )
 
@@ -101,7 +103,10 @@ func (l *Lease[T]) DeadLetter(ctx context.Context, reasons map[int]string) error
 	}
 	letters := make([]deadLetter, 0, len(reasons))
 	gone := make(map[int64]bool, len(reasons))
-	for i, reason := range reasons {
+	// In lease order, so that the dead-letter queue (and a replay) keeps the
+	// records' order.
+	for _, i := range slices.Sorted(maps.Keys(reasons)) {
+		reason := reasons[i]
 		if i < 0 || i >= len(l.rows) {
 			return fmt.Errorf("outbox: dead-letter record %d of a lease of %d in %s table %s: no such record", i, len(l.rows), l.q.path, l.q.table)
 		}

@@ -3,8 +3,8 @@ package outbox
 import (
 	"context"
 	"slices"
-	"time"
 	"testing"
+	"time"
 )
 
 func TestReplayDeadLetters(t *testing.T) {

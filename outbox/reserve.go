@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -24,7 +25,7 @@ var reserveBytes int64 = 8 << 20
 
 type reserve struct {
 	path    string
-	freed   bool // the reserve is spent: refuse new records
+	freed   atomic.Bool // the reserve is spent: refuse new records (read by Writable)
 	lastTry time.Time
 }
 
@@ -63,11 +64,12 @@ func (r *reserve) fill() bool {
 
 // spend deletes the reserve so that deletes find room.
 func (r *reserve) spend() {
-	if r.freed {
+	if r.freed.Load() {
 		return
 	}
 	if err := os.Remove(r.path); err == nil || errors.Is(err, os.ErrNotExist) {
-		r.freed, r.lastTry = true, time.Now()
+		r.freed.Store(true)
+		r.lastTry = time.Now()
 	}
 }
 
@@ -86,7 +88,7 @@ func (r *reserve) roomToRefill() bool {
 // committer after a commit that deleted records while the reserve is spent.
 func (c *committer) recoverReserve() {
 	r := c.res
-	if r == nil || !r.freed || time.Since(r.lastTry) < time.Second {
+	if r == nil || !r.freed.Load() || time.Since(r.lastTry) < time.Second {
 		return
 	}
 	r.lastTry = time.Now()
@@ -114,18 +116,18 @@ func (c *committer) recoverReserve() {
 		}
 	}
 	if r.roomToRefill() && r.fill() {
-		r.freed = false
+		r.freed.Store(false)
 	}
 }
 
 // refuseIfSpent answers ops that add records with ErrDiskFull while the
 // reserve is spent, and returns the ops that may still run.
 func (c *committer) refuseIfSpent(batch []*writeOp) []*writeOp {
-	if c.res == nil || !c.res.freed {
+	if c.res == nil || !c.res.freed.Load() {
 		return batch
 	}
 	c.recoverReserve() // at most once a second: room may have come back
-	if !c.res.freed {
+	if !c.res.freed.Load() {
 		return batch
 	}
 	keep := batch[:0:0]
@@ -137,4 +139,18 @@ func (c *committer) refuseIfSpent(batch []*writeOp) []*writeOp {
 		keep = append(keep, op)
 	}
 	return keep
+}
+
+// Writable returns nil while the queue takes new records, and an ErrDiskFull
+// error while its file's disk is full and new records are refused (reads and
+// acks go on; they are what makes room). A full queue (MaxSize, MaxBytes) is
+// back-pressure, not unwritable, and returns nil.
+func (q *Queue[T]) Writable() error {
+	if q.closed.Load() {
+		return q.errClosed("write")
+	}
+	if r := q.store.commit.res; r != nil && r.freed.Load() {
+		return fmt.Errorf("outbox: %s: %w: new records are refused until acknowledged ones free room", q.path, ErrDiskFull)
+	}
+	return nil
 }

@@ -52,18 +52,23 @@ type sinkHealth struct {
 	LastError    string    `json:"last_error,omitempty"`
 }
 
-// readyz is 200 while ingest is open and no sink has failed for longer than
-// failingTooLong; the body says which sinks fail and since when.
+// readyz is 200 while ingest is open, the outbox takes records (its disk is
+// not full) and no sink has failed for longer than failingTooLong; the body
+// says which sinks fail and since when.
 func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
 	body := struct {
-		Ready bool                  `json:"ready"`
-		Sinks map[string]sinkHealth `json:"sinks"`
+		Ready  bool                  `json:"ready"`
+		Outbox string                `json:"outbox_error,omitempty"`
+		Sinks  map[string]sinkHealth `json:"sinks"`
 	}{Ready: d.ready.Load(), Sinks: map[string]sinkHealth{}}
 	d.sinks.each(func(s *sinkRun) {
 		snap, err := s.worker.Snapshot(r.Context())
 		h := sinkHealth{QueueDepth: snap.QueueDepth, LastError: snap.LastError}
 		if err != nil {
 			h.LastError, body.Ready = err.Error(), false // the outbox cannot be read
+		}
+		if err := s.queue.Writable(); err != nil {
+			body.Outbox, body.Ready = err.Error(), false // ingest would answer 507
 		}
 		if !snap.FailingSince.IsZero() {
 			h.Failing, h.FailingSince = true, snap.FailingSince

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 
@@ -10,11 +9,11 @@ import (
 )
 
 func checkCommand(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("check", "check -config FILE",
+		"Validates a configuration: exit 0, or print every problem with its key path and exit 1.", stderr)
 	path := fs.String("config", "", "the configuration file to validate")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, done := parseFlags(fs, args); done {
+		return code
 	}
 	if *path == "" {
 		fmt.Fprintln(stderr, "outboxd check: -config FILE is required")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -28,19 +27,25 @@ import (
 // directory's lock and refuses while the daemon runs.
 func dlqCommand(args []string, stdout, stderr io.Writer) int {
 	const usage = "usage: outboxd dlq list|replay|purge -sink NAME [-config FILE] [-limit N] [-before DURATION]"
-	if len(args) == 0 || !slices.Contains([]string{"list", "replay", "purge"}, args[0]) {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprintln(stderr, usage+"\n\n"+dlqAbout)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	if !slices.Contains([]string{"list", "replay", "purge"}, args[0]) {
 		fmt.Fprintln(stderr, usage)
 		return 2
 	}
 	verb := args[0]
-	fs := flag.NewFlagSet("dlq "+verb, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "", "configuration file (default "+systemConfig+" if it exists, else the embedded default)")
+	fs := newFlags("dlq "+verb, "dlq "+verb+" -sink NAME [flags]", dlqAbout, stderr)
+	path := fs.String("config", "", configFlagHelp)
 	sink := fs.String("sink", "", "the sink whose dead letters to use (required)")
 	limit := fs.Int("limit", 0, "list: most dead letters to print, oldest first (default 100); replay: most to move (default all)")
 	before := fs.Duration("before", 0, "purge: only dead letters moved longer ago than this (0: all)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return 2
+	if code, done := parseFlags(fs, args[1:]); done {
+		return code
 	}
 	cfg, _, err := loadConfig(*path)
 	if err != nil {
@@ -125,6 +130,10 @@ func short(s string, n int) string {
 	}
 	return s[:n] + "…"
 }
+
+const dlqAbout = `list    prints a sink's dead letters with the reason each was refused
+replay  puts them back at the end of the sink's queue (stop the daemon first)
+purge   deletes them, or only those older than -before`
 
 // replayDeadLetters moves a sink's dead letters back to its queue, with the
 // daemon stopped (the lock says so).

@@ -175,6 +175,33 @@ func TestCheck(t *testing.T) {
 			t.Fatalf("output:\n%s", out)
 		}
 	})
+	invalid, _ := filepath.Glob("../../testdata/config/invalid/*.yaml")
+	for _, f := range invalid {
+		t.Run("check refuses "+filepath.Base(f)+" with the expected messages", func(t *testing.T) {
+			want, err := os.ReadFile(strings.TrimSuffix(f, ".yaml") + ".want")
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command(bin, "check", "-config", f).CombinedOutput()
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+				t.Fatalf("exit: %v\n%s", err, out)
+			}
+			for _, w := range strings.Split(strings.TrimSpace(string(want)), "\n") {
+				if !strings.Contains(string(out), w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+	for _, args := range [][]string{{"-h"}, {"run", "-h"}, {"check", "-h"}, {"stats", "-h"}, {"dlq", "-h"},
+		{"dlq", "list", "-h"}, {"dlq", "replay", "-h"}, {"dlq", "purge", "-h"}, {"version", "-h"}} {
+		t.Run(strings.Join(args, " ")+" prints usage and exits 0", func(t *testing.T) {
+			out, err := exec.Command(bin, args...).CombinedOutput()
+			if err != nil || !strings.HasPrefix(string(out), "usage: outboxd") {
+				t.Fatalf("%v:\n%s", err, out)
+			}
+		})
+	}
 	t.Run("version prints a version", func(t *testing.T) {
 		out, err := exec.Command(bin, "version").CombinedOutput()
 		if err != nil || !strings.HasPrefix(string(out), "outboxd ") {

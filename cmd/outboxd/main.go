@@ -43,6 +43,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "dlq":
 		return dlqCommand(args[1:], stdout, stderr)
 	case "version":
+		fs := newFlags("version", "version", "Prints the version, the commit and the build date.", stderr)
+		if code, done := parseFlags(fs, args[1:]); done {
+			return code
+		}
 		fmt.Fprintln(stdout, versionString())
 		return 0
 	}

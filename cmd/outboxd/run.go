@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,11 +23,11 @@ import (
 const systemConfig = "/etc/outboxd/config.yaml"
 
 func runCommand(ctx context.Context, args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "", "configuration file (default "+systemConfig+" if it exists, else the embedded default)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	fs := newFlags("run", "run [-config FILE]",
+		"Runs the daemon until SIGTERM or SIGINT; SIGHUP reloads the sinks and routes.", stderr)
+	path := fs.String("config", "", configFlagHelp)
+	if code, done := parseFlags(fs, args); done {
+		return code
 	}
 	cfg, origin, err := loadConfig(*path)
 	if err != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"database/sql"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -20,11 +19,11 @@ import (
 // the dead letters, and the database files' sizes. It opens the files read
 // only, so it is safe beside a running daemon.
 func statsCommand(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("stats", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "", "configuration file (default "+systemConfig+" if it exists, else the embedded default)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	fs := newFlags("stats", "stats [-config FILE]",
+		"Prints, per sink, queued records, the oldest one's age and dead letters, then the file sizes.\nRead-only: safe beside a running daemon.", stderr)
+	path := fs.String("config", "", configFlagHelp)
+	if code, done := parseFlags(fs, args); done {
+		return code
 	}
 	cfg, _, err := loadConfig(*path)
 	if err != nil {

@@ -94,3 +94,42 @@ func TestNotify(t *testing.T) {
 		}
 	})
 }
+
+func TestSysusersTmpfiles(t *testing.T) {
+	if _, err := exec.LookPath("systemd-sysusers"); err != nil {
+		t.Skip("systemd-sysusers is not installed")
+	}
+	t.Run("the sysusers and tmpfiles snippets make the user and a 0700 state directory", func(t *testing.T) {
+		root := t.TempDir()
+		for _, d := range []string{"etc", "var/lib", "run"} {
+			os.MkdirAll(filepath.Join(root, d), 0o755)
+		}
+		apply := func(tool, snippet string, args ...string) {
+			f, err := os.Open("../../systemd/" + snippet)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			cmd := exec.Command(tool, append([]string{"--root=" + root}, append(args, "-")...)...)
+			cmd.Stdin = f
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("%s: %v\n%s", tool, err, out)
+			}
+		}
+		apply("systemd-sysusers", "outboxd.sysusers")
+		apply("systemd-tmpfiles", "outboxd.tmpfiles", "--create")
+		passwd, _ := os.ReadFile(filepath.Join(root, "etc/passwd"))
+		m := regexp.MustCompile(`(?m)^outboxd:x:(\d+):(\d+):[^:]*:/var/lib/outboxd:/usr/sbin/nologin$`).FindSubmatch(passwd)
+		if m == nil {
+			t.Fatalf("no outboxd user in:\n%s", passwd)
+		}
+		info, err := os.Stat(filepath.Join(root, "var/lib/outboxd"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := info.Sys().(*syscall.Stat_t)
+		if info.Mode().Perm() != 0o700 || strconv.Itoa(int(st.Uid)) != string(m[1]) {
+			t.Fatalf("/var/lib/outboxd: mode %v uid %d, want 0700 and uid %s", info.Mode().Perm(), st.Uid, m[1])
+		}
+	})
+}
