@@ -92,6 +92,9 @@ type committer struct {
 	// commit while a limit is set.
 	maxBytes  int64
 	usedBytes int64
+
+	lastShrink    time.Time
+	shrinkPending bool // a check was put off by shrinkInterval; the loop runs it later
 }
 
 // commitStats counts what the committer did, for tests, benchmarks and metrics.
@@ -101,6 +104,7 @@ type commitStats struct {
 	rows    atomic.Int64 // rows inserted by those commits
 	relaxed atomic.Int64 // ack-only commits made without an fsync
 	synced  atomic.Int64 // syncWAL runs that made relaxed commits durable
+	shrinks atomic.Int64 // times free pages were given back (maybeShrink)
 }
 
 func startCommitter(ctx context.Context, db *sql.DB, path string, d Durability, res *reserve, maxBytes int64) (*committer, error) {
@@ -170,7 +174,8 @@ func (c *committer) loop() {
 	defer close(c.done)
 	defer c.closeConn()
 	var syncTimer *time.Timer
-	var syncDue <-chan time.Time // nil (never ready) while everything is synced
+	var syncDue <-chan time.Time   // nil (never ready) while everything is synced
+	var shrinkDue <-chan time.Time // nil unless a shrink check was put off
 	for {
 		select {
 		case op := <-c.ops:
@@ -178,6 +183,9 @@ func (c *committer) loop() {
 		case <-syncDue:
 			c.syncWAL()
 			syncTimer, syncDue = nil, nil
+		case <-shrinkDue:
+			shrinkDue = nil
+			c.maybeShrink()
 		case <-c.quit:
 			// stop holds the write lock before closing quit, so no op can be
 			// handed over any more: drain what is queued and leave.
@@ -194,6 +202,9 @@ func (c *committer) loop() {
 				c.syncWAL()
 			}
 			return
+		}
+		if c.shrinkPending && shrinkDue == nil {
+			shrinkDue = time.After(shrinkInterval)
 		}
 		switch {
 		case c.unsynced && syncTimer == nil:
@@ -291,6 +302,9 @@ func (c *committer) runBatch(batch []*writeOp) {
 	c.afterTx(err, batch)
 	if err == nil || len(batch) == 1 {
 		c.finish(batch, err)
+		if err == nil && deletedAny(batch) {
+			c.maybeShrink() // after the answers: nobody waits for it but the next batch
+		}
 		return
 	}
 	for _, op := range batch {
@@ -316,14 +330,18 @@ func (c *committer) afterTx(err error, batch []*writeOp) {
 		c.res.spend()
 		return
 	}
-	if err == nil && c.res.freed.Load() {
-		for _, op := range batch {
-			if op.deleted > 0 {
-				c.recoverReserve()
-				return
-			}
+	if err == nil && c.res.freed.Load() && deletedAny(batch) {
+		c.recoverReserve()
+	}
+}
+
+func deletedAny(batch []*writeOp) bool {
+	for _, op := range batch {
+		if op.deleted > 0 {
+			return true
 		}
 	}
+	return false
 }
 
 // finish updates each table's bookkeeping after a commit and answers the ops.

@@ -92,29 +92,7 @@ func (c *committer) recoverReserve() {
 		return
 	}
 	r.lastTry = time.Now()
-	ctx := context.Background()
-	c.relax(ctx, false)
-	// Give free pages back in small steps, each made durable and cut off the
-	// file by a truncating checkpoint: one big step needs WAL room the full
-	// disk does not have.
-	for range 1000 {
-		var free int
-		if err := c.conn.QueryRowContext(ctx, "PRAGMA freelist_count").Scan(&free); err != nil || free == 0 {
-			break
-		}
-		rows, err := c.conn.QueryContext(ctx, "PRAGMA incremental_vacuum(256)")
-		if err != nil {
-			break
-		}
-		for rows.Next() { // each freed page is a result row: read them all
-		}
-		failed := rows.Err() != nil
-		rows.Close()
-		c.conn.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)")
-		if failed {
-			break
-		}
-	}
+	c.giveBack(context.Background(), 256)
 	if r.roomToRefill() && r.fill() {
 		r.freed.Store(false)
 	}

@@ -1,0 +1,64 @@
+package outbox
+
+import (
+	"bytes"
+	"os"
+	"testing"
+	"time"
+)
+
+func TestShrink(t *testing.T) {
+	t.Run("a drained backlog gives its disk space back", func(t *testing.T) {
+		ctx := testCtx(t)
+		path := tempDB(t)
+		q := mustOpen(t, path, "q", Options[[]byte]{Durability: DurabilityNormal})
+		size := func() int64 {
+			var n int64
+			for _, f := range []string{path, path + "-wal"} {
+				if info, err := os.Stat(f); err == nil {
+					n += info.Size()
+				}
+			}
+			return n
+		}
+		q.Send(ctx, []byte("warm-up"))
+		l, _ := q.Claim(ctx, 1)
+		l.Ack(ctx)
+		idle := size()
+		rec := bytes.Repeat([]byte("r"), 256)
+		batch := make([][]byte, 1000)
+		for i := range batch {
+			batch[i] = rec
+		}
+		for range 100 {
+			if err := q.SendBatch(ctx, batch); err != nil {
+				t.Fatal(err)
+			}
+		}
+		full := size()
+		for {
+			l, err := q.Claim(ctx, 5000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Ack(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if n, _ := q.Len(ctx); n == 0 {
+				break
+			}
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for size() >= 2*idle+1<<20 && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		after := size()
+		t.Logf("idle %d bytes, 100,000 records of 256 bytes %d, drained %d", idle, full, after)
+		if after >= 2*idle+1<<20 {
+			t.Fatalf("after the drain the file holds %d bytes; idle it held %d", after, idle)
+		}
+		if err := q.Send(ctx, rec); err != nil {
+			t.Fatalf("send after the shrink: %v", err)
+		}
+	})
+}
