@@ -94,7 +94,8 @@ type committer struct {
 	usedBytes int64
 
 	lastShrink    time.Time
-	shrinkPending bool // a check was put off by shrinkInterval; the loop runs it later
+	freeSince     time.Time // since when every check found the file mostly free
+	shrinkPending bool      // a check was put off; the loop runs it later
 }
 
 // commitStats counts what the committer did, for tests, benchmarks and metrics.

@@ -8,23 +8,27 @@ import (
 
 // The vacuum policy. SQLite keeps the pages of deleted records for reuse,
 // so a file grown by a backlog stays large after the backlog drained. The
-// committer gives the free pages back to the file system when the file is
-// mostly free: then incremental_vacuum only cuts the end off the file. (On a
-// FIFO queue the live records sit at the end, so vacuuming a file that is
-// still full would move every live page; the committer leaves it alone.)
+// committer gives the free pages back to the file system once the file has
+// stayed mostly free for shrinkAfter: then incremental_vacuum only cuts the
+// end off the file. (On a FIFO queue the live records sit at the end, so
+// vacuuming a file that is still full would move every live page; the
+// committer leaves such a file alone.)
 //
-// A queue that swings between empty and a few MiB would shrink and grow its
-// file every second; below shrinkMinFree free pages (16 MiB at SQLite's 4 KiB
-// pages) the committer keeps them: a benchmark that drains and refills 50,000
-// records lost 15% of its ack rate to that churn.
+// The wait keeps a queue that swings between empty and full every few
+// seconds from shrinking and regrowing its file each time: a benchmark that
+// drains and refills 50,000 records lost 15% of its ack rate to that churn.
 const (
-	shrinkMinFree   = 4096 // pages
-	shrinkFreeShare = 0.8  // shrink once at least this share of the pages is free
-	shrinkInterval  = time.Second
+	shrinkMinFree   = 256 // pages (1 MiB at SQLite's 4 KiB pages): less is not worth a commit
+	shrinkFreeShare = 0.8 // the share of pages that must be free
+	shrinkAfter     = 5 * time.Second
+	shrinkInterval  = time.Second // between checks
 )
 
-// maybeShrink gives free pages back after a commit that deleted records, at
-// most once per shrinkInterval; a check that comes too soon is made later.
+// maybeShrink checks, at most once per shrinkInterval after commits that
+// deleted records, whether the file is mostly free, and gives the free pages
+// back once it has been so at every check for shrinkAfter. A check that
+// comes too soon, or a file that must stay free a little longer, is looked
+// at again by the loop.
 func (c *committer) maybeShrink() {
 	if time.Since(c.lastShrink) < shrinkInterval {
 		c.shrinkPending = true // the last ack of a drain must not go unchecked
@@ -35,8 +39,17 @@ func (c *committer) maybeShrink() {
 	var pages, free int64
 	err := c.conn.QueryRowContext(ctx, "SELECT page_count, freelist_count FROM pragma_page_count(), pragma_freelist_count()").Scan(&pages, &free)
 	if err != nil || free < shrinkMinFree || float64(free) < shrinkFreeShare*float64(pages) {
+		c.freeSince = time.Time{}
 		return
 	}
+	if c.freeSince.IsZero() {
+		c.freeSince = time.Now()
+	}
+	if time.Since(c.freeSince) < shrinkAfter {
+		c.shrinkPending = true
+		return
+	}
+	c.freeSince = time.Time{}
 	c.giveBack(ctx, 4096)
 	c.stats.shrinks.Add(1)
 }
