@@ -1,0 +1,51 @@
+// Command outboxd-bench measures outboxd as a user runs it: the real binary,
+// built as a release is, driven over its ingest endpoints, forwarding to a
+// sink in this process.
+//
+//	go run ./cmd/outboxd-bench footprint [-idle 60s] [-rate 150000] [-load 20s] [-backlog 1000000]
+//
+// footprint prints the footprint budget of the release issue: binary sizes,
+// idle RSS, CPU and wakeups, RSS under load and with a backlog, disk bytes
+// per record, and disk given back after a drain.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: outboxd-bench footprint [flags]   (outboxd-bench footprint -h for the flags)")
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "footprint":
+		err = footprintCommand(ctx, os.Args[2:], os.Stdout)
+	default:
+		err = fmt.Errorf("unknown command %q (want footprint)", os.Args[1])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "outboxd-bench:", err)
+		os.Exit(1)
+	}
+}
+
+// report prints a table row: what, the figure, the target and whether it holds.
+func report(w io.Writer, what, figure, target string, holds bool) {
+	mark := "holds"
+	if !holds {
+		mark = "MISSED"
+	}
+	if target == "" {
+		mark = ""
+	}
+	fmt.Fprintf(w, "| %s | %s | %s | %s |\n", what, figure, target, mark)
+}
