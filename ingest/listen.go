@@ -144,6 +144,17 @@ func (s *Syslog) serveStream(ctx context.Context, conn net.Conn) {
 
 	batches := make(chan [][]byte, 1)
 	var failed atomic.Bool
+	// Plain syslog has no acknowledgement; the close is the nearest thing.
+	// The connection closes only after every record read from it is stored
+	// (the deferred calls run from the bottom up: close(batches), the
+	// storer's wait, then this), and with a reset instead of a FIN when
+	// records were given up, so a sender that waits for the close after its
+	// own can tell.
+	defer func() {
+		if tc, ok := conn.(*net.TCPConn); ok && failed.Load() {
+			tc.SetLinger(0)
+		}
+	}()
 	var storer sync.WaitGroup
 	storer.Go(func() {
 		for b := range batches {
