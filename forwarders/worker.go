@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -105,6 +106,12 @@ type Worker struct {
 
 	// sleep waits d or until ctx ends; tests replace it to run on a fake clock.
 	sleep func(ctx context.Context, d time.Duration) error
+
+	// acking is the acknowledgement in flight. A delivered batch is acked
+	// while the next one is claimed and sent: the ack waits for its commit
+	// behind the inserts, and that wait need not stall the sink. At most one
+	// ack is in flight; Run waits for it before it returns.
+	acking sync.WaitGroup
 }
 
 // NewWorker returns a worker that forwards src to sink.
@@ -131,6 +138,7 @@ func (w *Worker) Stats() *Stats { return w.stats }
 // released and delivered after the next start. An interrupted send is not
 // counted as a failed attempt.
 func (w *Worker) Run(ctx context.Context) error {
+	defer w.acking.Wait()
 	for {
 		lease, err := w.claim(ctx)
 		switch {
@@ -200,7 +208,8 @@ func (w *Worker) deliver(ctx context.Context, lease *outbox.Lease[[]byte]) {
 			}
 		}
 		if o.retry == nil {
-			w.ack(bg, lease)
+			w.acking.Wait() // the previous batch's ack
+			w.acking.Go(func() { w.ack(bg, lease) })
 			return
 		}
 		if sendCtx.Err() != nil {

@@ -96,6 +96,7 @@ type committer struct {
 	lastShrink    time.Time
 	freeSince     time.Time // since when every check found the file mostly free
 	shrinkPending bool      // a check was put off; the loop runs it later
+	shrinking     bool      // the file is being cut back, a step at a time
 }
 
 // commitStats counts what the committer did, for tests, benchmarks and metrics.
@@ -168,6 +169,9 @@ func (c *committer) stop() {
 	<-c.done
 }
 
+// alwaysReady is a closed channel: a select case on it is always ready.
+var alwaysReady = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
 // ackSyncDelay bounds how long an acknowledgement may stay unsynced.
 const ackSyncDelay = time.Second
 
@@ -178,9 +182,17 @@ func (c *committer) loop() {
 	var syncDue <-chan time.Time   // nil (never ready) while everything is synced
 	var shrinkDue <-chan time.Time // nil unless a shrink check was put off
 	for {
+		var shrinkNow <-chan struct{} // ready while shrinking: a step when nothing else waits
+		if c.shrinking {
+			shrinkNow = alwaysReady
+		}
 		select {
 		case op := <-c.ops:
 			c.runBatch(c.gather(op))
+		case <-shrinkNow:
+			if len(c.ops) == 0 {
+				c.shrinkStep()
+			}
 		case <-syncDue:
 			c.syncWAL()
 			syncTimer, syncDue = nil, nil

@@ -92,7 +92,7 @@ func (c *committer) recoverReserve() {
 		return
 	}
 	r.lastTry = time.Now()
-	c.giveBack(context.Background(), 256)
+	c.giveBack(context.Background(), 256, 1000)
 	if r.roomToRefill() && r.fill() {
 		r.freed.Store(false)
 	}

@@ -29,8 +29,10 @@ func main() {
 	switch os.Args[1] {
 	case "footprint":
 		err = footprintCommand(ctx, os.Args[2:], os.Stdout)
+	case "compare":
+		err = compareCommand(ctx, os.Args[2:], os.Stdout)
 	default:
-		err = fmt.Errorf("unknown command %q (want footprint)", os.Args[1])
+		err = fmt.Errorf("unknown command %q (want footprint or compare)", os.Args[1])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "outboxd-bench:", err)

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,8 +27,17 @@ func runCommand(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := newFlags("run", "run [-config FILE]",
 		"Runs the daemon until SIGTERM or SIGINT; SIGHUP reloads the sinks and routes.", stderr)
 	path := fs.String("config", "", configFlagHelp)
+	profile := fs.String("cpuprofile", "", "write a CPU profile (go tool pprof) to this file until the daemon stops")
 	if code, done := parseFlags(fs, args); done {
 		return code
+	}
+	if *profile != "" {
+		stop, err := startCPUProfile(*profile)
+		if err != nil {
+			fmt.Fprintln(stderr, "outboxd:", err)
+			return 1
+		}
+		defer stop()
 	}
 	cfg, origin, err := loadConfig(*path)
 	if err != nil {
@@ -258,4 +268,16 @@ func (d *daemon) startIngest(ctx context.Context, wg *sync.WaitGroup) (*http.Ser
 		d.log.Info("syslog ingest listening", "listen", sl.Listen, "addr", addr.String())
 	}
 	return srv, nil
+}
+
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpuprofile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }

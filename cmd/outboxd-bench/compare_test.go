@@ -1,0 +1,48 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestCompareCommand(t *testing.T) {
+	if raceEnabled {
+		t.Skip("drives real daemons; runs in the plain pass")
+	}
+	if _, err := os.Stat(rsyslogKafkaModule()); err != nil && os.Geteuid() != 0 {
+		t.Skip("rsyslog-kafka is not installed and installing it needs root")
+	}
+	if _, err := exec.LookPath("apt-get"); err != nil {
+		if _, err := os.Stat(rsyslogKafkaModule()); err != nil {
+			t.Skip("no rsyslog-kafka and no apt-get")
+		}
+	}
+	t.Run("a short comparison runs every shipper to kfake and draws the plot", func(t *testing.T) {
+		os.Chdir("../..") // the bench builds ./cmd/outboxd from the repository root
+		defer os.Chdir("cmd/outboxd-bench")
+		svg := filepath.Join(t.TempDir(), "compare.svg")
+		var out bytes.Buffer
+		err := compareCommand(context.Background(), []string{"-records", "3000", "-latency-rate", "500", "-latency-for", "1s", "-svg", svg}, &out)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out.String())
+		}
+		for _, row := range []string{"| outboxd-full |", "| rsyslog-disk-synced |", "| rsyslog-disk |", "| rsyslog-memory |", "outboxd-full / rsyslog-disk-synced:"} {
+			if !strings.Contains(out.String(), row) {
+				t.Errorf("no %q in:\n%s", row, out.String())
+			}
+		}
+		if strings.Contains(out.String(), "errors:") {
+			t.Errorf("a shipper failed:\n%s", out.String())
+		}
+		drawn, err := os.ReadFile(svg)
+		if err != nil || !strings.HasPrefix(string(drawn), "<svg") || strings.Count(string(drawn), "<rect") < 16 {
+			t.Errorf("plot: %v\n%.300s", err, drawn)
+		}
+		t.Log("\n" + out.String())
+	})
+}
