@@ -2,9 +2,11 @@ package ingest
 
 import (
 	"encoding/base64"
-	"encoding/json"
+	"maps"
+	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // SyslogEnvelope is the record a syslog message becomes. The JSON field
@@ -63,5 +65,124 @@ func NewSyslogEnvelope(m SyslogMessage, received time.Time, source, peer string)
 	return e
 }
 
-// Marshal encodes the envelope as one JSON object.
-func (e SyslogEnvelope) Marshal() ([]byte, error) { return json.Marshal(e) }
+// Marshal encodes the envelope as one JSON object, byte for byte what
+// encoding/json makes of it (a test holds them equal), without reflection:
+// json.Marshal was 18% of the daemon's CPU on a syslog stream.
+func (e SyslogEnvelope) Marshal() ([]byte, error) {
+	b := make([]byte, 0, 160+len(e.Message)+len(e.MessageBase64))
+	b = append(b, `{"ts":`...)
+	b = appendTime(b, e.TS)
+	b = append(b, `,"received_at":`...)
+	b = appendTime(b, e.ReceivedAt)
+	b = appendField(b, "host", e.Host, true)
+	b = appendField(b, "source", e.Source, false)
+	b = appendField(b, "facility", e.Facility, true)
+	b = appendField(b, "severity", e.Severity, true)
+	b = appendField(b, "app", e.App, true)
+	b = appendField(b, "procid", e.ProcID, true)
+	b = appendField(b, "msgid", e.MsgID, true)
+	if len(e.StructuredData) > 0 {
+		b = append(b, `,"structured_data":{`...)
+		for i, id := range slices.Sorted(maps.Keys(e.StructuredData)) {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, id)
+			b = append(b, ":{"...)
+			params := e.StructuredData[id]
+			for j, k := range slices.Sorted(maps.Keys(params)) {
+				if j > 0 {
+					b = append(b, ',')
+				}
+				b = appendJSONString(b, k)
+				b = append(b, ':')
+				b = appendJSONString(b, params[k])
+			}
+			b = append(b, '}')
+		}
+		b = append(b, '}')
+	}
+	b = appendField(b, "message", e.Message, false)
+	b = appendField(b, "message_base64", e.MessageBase64, true)
+	b = appendField(b, "syslog_format", e.SyslogFormat, false)
+	if e.ParseError {
+		b = append(b, `,"parse_error":true`...)
+	}
+	return append(b, '}'), nil
+}
+
+// appendTime appends t as encoding/json does: RFC 3339 with nanoseconds.
+func appendTime(b []byte, t time.Time) []byte {
+	b = append(b, '"')
+	b = t.AppendFormat(b, time.RFC3339Nano)
+	return append(b, '"')
+}
+
+// appendField appends ,"key":"value", or nothing for an empty value when
+// omitEmpty is set.
+func appendField(b []byte, key, value string, omitEmpty bool) []byte {
+	if omitEmpty && value == "" {
+		return b
+	}
+	b = append(b, ',', '"')
+	b = append(b, key...)
+	b = append(b, '"', ':')
+	return appendJSONString(b, value)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s quoted as encoding/json quotes it: control
+// characters, <, > and & as \u00XX (or \n, \r, \t, \b, \f), invalid UTF-8 as
+// \ufffd, U+2028 and U+2029 escaped.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}

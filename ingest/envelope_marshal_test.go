@@ -1,0 +1,49 @@
+package ingest
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+)
+
+// The hand-written Marshal must give exactly what encoding/json gives.
+func checkMarshal(t *testing.T, e SyslogEnvelope) {
+	t.Helper()
+	want, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.Marshal()
+	if err != nil || string(got) != string(want) {
+		t.Fatalf("Marshal differs from encoding/json:\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestMarshalMatchesEncodingJSON(t *testing.T) {
+	t.Run("every field, escapes, invalid UTF-8, structured data, zero values", func(t *testing.T) {
+		ts := time.Date(2026, 11, 26, 17, 0, 0, 123456789, time.UTC)
+		for _, e := range []SyslogEnvelope{
+			{},
+			{TS: ts, ReceivedAt: ts.Add(time.Second), Source: "syslog", Message: "plain", SyslogFormat: "rfc5424"},
+			{TS: ts.In(time.FixedZone("x", 3600)), ReceivedAt: ts, Host: "h<>&", Source: "syslog", Facility: "local0", Severity: "err",
+				App: "app\"q\\", ProcID: "12", MsgID: "ID\t1", Message: "line\nbreak\r\x00\x1f\x7f é \u2028 \u2029 \U0001F600",
+				MessageBase64: "AAEC", SyslogFormat: "rfc3164", ParseError: true,
+				StructuredData: map[string]map[string]string{"b@1": {"z": "1", "a": "\"2\""}, "a@1": {}}},
+			{Message: "bad \xff\xfe utf8 \xc3", SyslogFormat: "unparsed", StructuredData: map[string]map[string]string{}},
+		} {
+			checkMarshal(t, e)
+		}
+	})
+}
+
+func FuzzMarshalMatchesEncodingJSON(f *testing.F) {
+	f.Add("host", "app", "message with \"quotes\" and <tags>", "id", "key", "value\x01")
+	f.Add("", "", "\xff\u2028", "", "", "")
+	f.Fuzz(func(t *testing.T, host, app, msg, sdID, key, value string) {
+		e := SyslogEnvelope{TS: time.Unix(1_800_000_000, 5).UTC(), Host: host, App: app, Message: msg, SyslogFormat: "rfc5424"}
+		if sdID != "" {
+			e.StructuredData = map[string]map[string]string{sdID: {key: value}}
+		}
+		checkMarshal(t, e)
+	})
+}
