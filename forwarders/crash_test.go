@@ -76,7 +76,7 @@ func startForwarder(t *testing.T, path, url string) *exec.Cmd {
 }
 
 func TestCrashWhileForwarding(t *testing.T) {
-	t.Run("kill -9 in the middle of forwarding loses nothing and duplicates at most the batch in flight", func(t *testing.T) {
+	t.Run("kill -9 in the middle of forwarding loses nothing and duplicates at most the two batches in flight", func(t *testing.T) {
 		const total = 20_000
 		path := filepath.Join(t.TempDir(), "out.db")
 		q, err := outbox.Open(context.Background(), path, "sink", outbox.Options[[]byte]{})
@@ -107,8 +107,10 @@ func TestCrashWhileForwarding(t *testing.T) {
 			t.Fatalf("child after SIGTERM: %v", err)
 		}
 		dups := checkDelivered(t, c.records(), total)
-		if dups > 200 {
-			t.Fatalf("%d duplicates: more than the one batch of 200 in flight at the kill", dups)
+		// One batch may be delivered with its ack not yet committed, the next
+		// one on its way: two batches of 200.
+		if dups > 400 {
+			t.Fatalf("%d duplicates: more than the two batches of 200 in flight at the kill", dups)
 		}
 		t.Logf("killed with %d delivered; %d duplicates after restart", atKill, dups)
 	})
