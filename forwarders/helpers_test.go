@@ -18,13 +18,6 @@ import (
 	"github.com/outboxd/outboxd/outbox"
 )
 
-func testCtx(t *testing.T) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 func openQueue(t *testing.T) *outbox.Queue[[]byte] {
 	t.Helper()
 	q, err := outbox.Open(context.Background(), filepath.Join(t.TempDir(), "out.db"), "sink", outbox.Options[[]byte]{})

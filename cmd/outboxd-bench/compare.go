@@ -369,7 +369,6 @@ func (c *consumer) percentiles() (p50, p99, p999 time.Duration) {
 
 func (c *consumer) close() { c.cancel(); <-c.done; c.cl.Close() }
 
-
 func printComparison(w io.Writer, rs []result, f compareFlags) {
 	fmt.Fprintf(w, "syslog TCP -> Kafka (kfake), %d records of ~256 bytes flat out, then %.0f records/s for %s, one machine:\n\n", f.records, f.latencyRate, f.latencyFor)
 	fmt.Fprintln(w, "| shipper | sent (records/s) | delivered to Kafka (records/s) | CPU s | peak RSS | latency p50 | p99 | p99.9 |")

@@ -44,7 +44,6 @@ type footprintFlags struct {
 	idle, load time.Duration
 	rate       float64
 	backlog    int64
-	keep       bool
 }
 
 func footprintCommand(ctx context.Context, args []string, w io.Writer) error {

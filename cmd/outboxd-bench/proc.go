@@ -58,16 +58,4 @@ func wakeups(pid int) (int64, error) {
 	return n, nil
 }
 
-// dirBytes is the size of every file under dir.
-func dirBytes(dir string) int64 {
-	var n int64
-	filepath.Walk(dir, func(_ string, info os.FileInfo, err error) error {
-		if err == nil && !info.IsDir() {
-			n += info.Size()
-		}
-		return nil
-	})
-	return n
-}
-
 func mib(kb int64) string { return fmt.Sprintf("%.1f MiB", float64(kb)/1024) }

@@ -138,7 +138,7 @@ type switchable struct {
 
 func (s *switchable) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !s.on.Load() {
-		http.Error(w, "down", 503)
+		http.Error(w, "down", http.StatusServiceUnavailable)
 		return
 	}
 	b, _ := io.ReadAll(r.Body)

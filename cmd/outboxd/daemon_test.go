@@ -92,7 +92,7 @@ type switchable struct {
 
 func (s *switchable) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !s.on.Load() {
-		http.Error(w, "down for maintenance", 503)
+		http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
 		return
 	}
 	s.collector.ServeHTTP(w, r)

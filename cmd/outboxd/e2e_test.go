@@ -69,9 +69,7 @@ func (c *collector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.mu.Lock()
-	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		c.lines = append(c.lines, l)
-	}
+	c.lines = append(c.lines, strings.Split(strings.TrimSpace(string(b)), "\n")...)
 	c.mu.Unlock()
 }
 

@@ -149,7 +149,7 @@ func newProofSinks(t *testing.T, o *oracle) *proofSinks {
 			}
 			return
 		case s.down.Load():
-			http.Error(w, "down", 503)
+			http.Error(w, "down", http.StatusServiceUnavailable)
 			return
 		}
 		b, err := io.ReadAll(r.Body)
