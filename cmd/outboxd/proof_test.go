@@ -486,7 +486,7 @@ func TestProof(t *testing.T) {
 		durability string
 		cuts       int
 		mustHold   bool
-	}{{"full", cycles, true}, {"normal", 5, false}, {"off", 5, false}} {
+	}{{"full", cycles, true}, {"extra", cycles, true}, {"normal", 5, false}, {"off", 5, false}} {
 		if c.durability != "full" && !*long {
 			continue
 		}
