@@ -159,11 +159,18 @@ func (q *Queue[T]) ReplayDeadLetters(ctx context.Context, limit int) (int, error
 		if limit > 0 {
 			n = min(n, limit-moved)
 		}
+		if q.max > 0 {
+			n = min(n, int(q.max)) // a chunk larger than the queue would wait for ever
+		}
 		ids, rows, err := d.oldest(ctx, n)
 		if err != nil || len(rows) == 0 {
 			return moved, err
 		}
-		if err := q.appendRows(ctx, rows); err != nil {
+		op, err := q.bookRows(ctx, rows)
+		if err == nil {
+			err = q.submitInsert(ctx, op)
+		}
+		if err != nil {
 			return moved, fmt.Errorf("outbox: replay dead letters into %s table %s: %w", q.path, q.table, err)
 		}
 		del := newWriteOp(nil)
@@ -204,19 +211,4 @@ func (d *deadLetters) oldest(ctx context.Context, n int) (idRange, []row, error)
 		return idRange{}, nil, dbError("read dead letters from", d.store.path, err)
 	}
 	return ids, rows, nil
-}
-
-// appendRows appends rows that are encoded already, within MaxSize.
-func (q *Queue[T]) appendRows(ctx context.Context, rows []row) error {
-	n := int64(len(rows))
-	if err := q.ts.reserve(ctx, n, q.max, q.closing); err != nil {
-		return err
-	}
-	op := newWriteOp(q.ts)
-	op.rows = rows
-	if err := q.store.commit.submit(ctx, op); err != nil {
-		q.ts.unreserve(n)
-		return err
-	}
-	return nil
 }

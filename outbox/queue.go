@@ -136,6 +136,12 @@ func (q *Queue[T]) SendBatch(ctx context.Context, items []T) error {
 	if err != nil || op == nil {
 		return err
 	}
+	return q.submitInsert(ctx, op)
+}
+
+// submitInsert hands a booked insert to the committer, and gives the room
+// back if it was not stored.
+func (q *Queue[T]) submitInsert(ctx context.Context, op *writeOp) error {
 	if err := q.store.commit.submit(ctx, op); err != nil {
 		q.ts.unreserve(int64(len(op.rows)))
 		if errors.Is(err, ErrClosed) {
@@ -146,9 +152,9 @@ func (q *Queue[T]) SendBatch(ctx context.Context, items []T) error {
 	return nil
 }
 
-// prepare checks, encodes and books room for items, waiting while the queue
-// is full. It returns the insert op (nil for no items); the caller submits it
-// or undoes the booking with unreserve.
+// prepare checks and encodes items and books room for them (bookRows). It
+// returns the insert op (nil for no items); the caller submits it or undoes
+// the booking with unreserve.
 func (q *Queue[T]) prepare(ctx context.Context, items []T) (*writeOp, error) {
 	if q.closed.Load() {
 		return nil, q.errClosed("send to")
@@ -156,15 +162,20 @@ func (q *Queue[T]) prepare(ctx context.Context, items []T) (*writeOp, error) {
 	if len(items) == 0 {
 		return nil, nil
 	}
-	n := int64(len(items))
-	if q.max > 0 && n > q.max {
+	if n := int64(len(items)); q.max > 0 && n > q.max {
 		return nil, fmt.Errorf("%w: batch of %d records exceeds MaxSize %d of %s table %s", ErrQueueFull, n, q.max, q.path, q.table)
 	}
 	rows, err := q.encode(items)
 	if err != nil {
 		return nil, err
 	}
-	if err := q.ts.reserve(ctx, n, q.max, q.closing); err != nil {
+	return q.bookRows(ctx, rows)
+}
+
+// bookRows books room for encoded rows, waiting while the queue is full,
+// and returns their insert op.
+func (q *Queue[T]) bookRows(ctx context.Context, rows []row) (*writeOp, error) {
+	if err := q.ts.reserve(ctx, int64(len(rows)), q.max, q.closing); err != nil {
 		if errors.Is(err, ErrClosed) {
 			return nil, q.errClosed("send to")
 		}

@@ -75,7 +75,15 @@ func compareCommand(ctx context.Context, args []string, w io.Writer) error {
 		return err
 	}
 	var results []result
-	for _, s := range shippers(bin, f.cpuprofile) {
+	all := shippers(bin, f.cpuprofile)
+	if f.only != "" {
+		for _, name := range strings.Split(f.only, ",") {
+			if !slices.ContainsFunc(all, func(s shipper) bool { return s.name == name }) {
+				return fmt.Errorf("-only: no shipper %q (want outboxd-full, rsyslog-disk-synced, rsyslog-disk, rsyslog-memory)", name)
+			}
+		}
+	}
+	for _, s := range all {
 		if f.only != "" && !slices.Contains(strings.Split(f.only, ","), s.name) {
 			continue
 		}

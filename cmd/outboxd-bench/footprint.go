@@ -145,16 +145,11 @@ func outboxBytes(dir string) int64 {
 // loadPhase drives HTTP ingest at the rate with a healthy sink and reports
 // the accepted rate and the highest RSS seen.
 func loadPhase(ctx context.Context, bin, dir string, f footprintFlags, w io.Writer) error {
-	os.MkdirAll(dir, 0o755)
-	coll := &collector{}
-	srv := httptest.NewServer(coll)
-	defer srv.Close()
-	cfg, port := footprintConfig(srv.URL)
-	dmn, err := startDaemon(bin, dir, cfg)
+	_, dmn, port, stop, err := startWithCollector(bin, dir, false)
 	if err != nil {
 		return err
 	}
-	defer dmn.stop()
+	defer stop()
 	var peak, peakAnon, peakFile int64
 	sampling, stopSampling := context.WithCancel(ctx)
 	sampled := make(chan struct{})
@@ -184,17 +179,11 @@ func loadPhase(ctx context.Context, bin, dir string, f footprintFlags, w io.Writ
 // backlog grows and disk per record, then drains it and reports the drain
 // rate and what the file gives back.
 func backlogPhase(ctx context.Context, bin, dir string, backlog, idleDB int64, w io.Writer) error {
-	os.MkdirAll(dir, 0o755)
-	coll := &collector{}
-	coll.down.Store(true)
-	srv := httptest.NewServer(coll)
-	defer srv.Close()
-	cfg, port := footprintConfig(srv.URL)
-	dmn, err := startDaemon(bin, dir, cfg)
+	coll, dmn, port, stop, err := startWithCollector(bin, dir, true)
 	if err != nil {
 		return err
 	}
-	defer dmn.stop()
+	defer stop()
 	var queued int64
 	var rss []string
 	var lo, hi int64
@@ -233,6 +222,21 @@ func backlogPhase(ctx context.Context, bin, dir string, backlog, idleDB int64, w
 	report(w, "outbox file after the drain (vacuum once 80% free for 5 s)", fmt.Sprintf("%d bytes (idle: %d)", after, idleDB),
 		"< 2x idle", after < 2*idleDB)
 	return nil
+}
+
+// startWithCollector runs outboxd in dir forwarding to a collector in this
+// process, which starts down or up. stop ends both.
+func startWithCollector(bin, dir string, down bool) (coll *collector, dmn *daemon, httpPort int, stop func(), err error) {
+	os.MkdirAll(dir, 0o755)
+	coll = &collector{}
+	coll.down.Store(down)
+	srv := httptest.NewServer(coll)
+	cfg, httpPort := footprintConfig(srv.URL)
+	if dmn, err = startDaemon(bin, dir, cfg); err != nil {
+		srv.Close()
+		return nil, nil, 0, nil, err
+	}
+	return coll, dmn, httpPort, func() { dmn.stop(); srv.Close() }, nil
 }
 
 func ingestURL(port int) string { return fmt.Sprintf("http://127.0.0.1:%d/v1/logs", port) }

@@ -43,15 +43,45 @@ func (p *daemonProc) log() string {
 
 func startDaemon(t *testing.T, cfgPath string) *daemonProc {
 	t.Helper()
+	p, err := launchDaemon(t, cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// launchDaemon starts the binary on cfgPath and waits until it says it is
+// ready; a daemon that exits first is an error with its last log lines.
+func launchDaemon(t *testing.T, cfgPath string) (*daemonProc, error) {
+	t.Helper()
 	p := &daemonProc{cmd: exec.Command(outboxdBinary(t), "run", "-config", cfgPath), done: make(chan error, 1)}
 	p.cmd.Stderr = p
 	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	go func() { p.done <- p.cmd.Wait() }()
-	t.Cleanup(func() { p.cmd.Process.Kill(); <-p.done })
-	waitUntil(t, "the daemon to be ready", func() bool { return strings.Contains(p.log(), "outboxd ready") })
-	return p
+	t.Cleanup(func() { p.cmd.Process.Kill(); err := <-p.done; p.done <- err })
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(p.log(), "outboxd ready") {
+		select {
+		case err := <-p.done:
+			p.done <- err
+			return nil, fmt.Errorf("outboxd exited before it was ready (%v): %s", err, lastLines(p.log(), 3))
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("outboxd not ready after 20s: %s", lastLines(p.log(), 3))
+		}
+	}
+	return p, nil
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }
 
 // stop sends SIGTERM and returns the exit error (nil: exit 0).

@@ -56,6 +56,10 @@ func dlqCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "outboxd dlq: no sink named %q in the config\n", *sink)
 		return 2
 	}
+	if *limit < 0 {
+		fmt.Fprintf(stderr, "outboxd dlq %s: -limit %d is negative\n", verb, *limit)
+		return 2
+	}
 	if verb == "replay" {
 		return replayDeadLetters(cfg, *sink, *limit, stdout, stderr)
 	}

@@ -589,34 +589,10 @@ func powerCutScenario(t *testing.T, durability string, cuts int, mustHold bool) 
 }
 
 // tryStart starts the daemon, reporting a failure instead of failing.
-func tryStart(r *proofRun) (err error) {
-	p := &daemonProc{cmd: exec.Command(outboxdBinary(r.t), "run", "-config", r.cfgPath), done: make(chan error, 1)}
-	p.cmd.Stderr = p
-	if err := p.cmd.Start(); err != nil {
-		return err
+func tryStart(r *proofRun) error {
+	p, err := launchDaemon(r.t, r.cfgPath)
+	if err == nil {
+		r.d = p
 	}
-	go func() { p.done <- p.cmd.Wait() }()
-	r.t.Cleanup(func() { p.cmd.Process.Kill() })
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(p.log(), "outboxd ready") {
-		select {
-		case err := <-p.done:
-			p.done <- err
-			return fmt.Errorf("exited (%v): %s", err, lastLines(p.log(), 3))
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return errors.New("not ready after 20s")
-		}
-	}
-	r.d = p
-	return nil
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
+	return err
 }

@@ -126,16 +126,11 @@ func (d *daemon) run(ctx context.Context) error {
 	ingestCtx, stopIngest := context.WithCancel(context.Background())
 	var ingesting sync.WaitGroup
 	httpSrv, err := d.startIngest(ingestCtx, &ingesting)
-	if err != nil {
-		stopIngest()
-		if httpSrv != nil {
-			httpSrv.Close()
-		}
-		ingesting.Wait()
-		return err
+	var adminSrv *http.Server
+	if err == nil {
+		adminSrv, err = d.startAdmin(&ingesting)
 	}
-	adminSrv, err := d.startAdmin(&ingesting)
-	if err != nil {
+	if err != nil { // a listener failed: stop the ones that started
 		stopIngest()
 		if httpSrv != nil {
 			httpSrv.Close()

@@ -249,6 +249,7 @@ type router struct {
 type routeTable struct {
 	routes   []config.Route
 	queues   map[string]*outbox.Queue[[]byte]
+	all      []string // every sink, for a config without routes
 	inflight sync.WaitGroup
 }
 
@@ -257,7 +258,7 @@ type routeTable struct {
 func (r *router) install(routes []config.Route, queues map[string]*outbox.Queue[[]byte]) {
 	r.mu.Lock()
 	old := r.table
-	r.table = &routeTable{routes: routes, queues: queues}
+	r.table = &routeTable{routes: routes, queues: queues, all: slices.Sorted(maps.Keys(queues))}
 	r.mu.Unlock()
 	if old != nil {
 		old.inflight.Wait()
@@ -286,7 +287,7 @@ func (r *router) Append(ctx context.Context, source string, records [][]byte) er
 // at all, every sink gets every record.
 func (t *routeTable) sinksFor(source string) []string {
 	if len(t.routes) == 0 {
-		return slices.Sorted(maps.Keys(t.queues))
+		return t.all
 	}
 	for _, rt := range t.routes {
 		if len(rt.Sources) == 0 || slices.Contains(rt.Sources, source) {
