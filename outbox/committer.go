@@ -80,6 +80,7 @@ type committer struct {
 	done chan struct{}
 
 	stmts   map[string]*sql.Stmt
+	fast    *fastInsert          // the INSERTs, through SQLite's C API; nil: through stmts
 	inserts map[insertKey]string // the INSERT text per table and row count, built once
 	rows    []row                // reused buffer for coalesced inserts
 	args    []any                // reused buffer for statement arguments
@@ -131,6 +132,12 @@ func startCommitter(ctx context.Context, db *sql.DB, path string, d Durability, 
 		conn.Close()
 		return nil, err
 	}
+	// A driver that no longer has the fields fastInsert reads costs speed,
+	// not correctness: the INSERTs then go through database/sql.
+	_ = conn.Raw(func(dc any) (err error) {
+		c.fast, err = newFastInsert(dc)
+		return err
+	})
 	go c.loop()
 	return c, nil
 }
@@ -283,6 +290,15 @@ func (c *committer) ackOnly(batch []*writeOp) bool {
 func (c *committer) closeConn() {
 	for _, s := range c.stmts {
 		s.Close()
+	}
+	if c.fast != nil {
+		_ = c.conn.Raw(func(dc any) error {
+			h, err := handleOf(dc)
+			if err == nil {
+				c.fast.close(h)
+			}
+			return err
+		})
 	}
 	c.conn.Close()
 }
@@ -527,6 +543,9 @@ var insertChunks = []int{256, 64, 16, 4, 1}
 
 // insertRows appends rows to table, in order, and returns the last id.
 func (t *txn) insertRows(table string, rows []row) (int64, error) {
+	if t.c.fast != nil {
+		return t.fastInsertRows(table, rows)
+	}
 	var last int64
 	for _, chunk := range insertChunks {
 		for len(rows) >= chunk {
@@ -555,6 +574,29 @@ func (t *txn) insertRows(table string, rows []row) (int64, error) {
 			}
 			rows = rows[chunk:]
 		}
+	}
+	return last, nil
+}
+
+// fastInsertRows is insertRows through the committer's fastInsert.
+func (t *txn) fastInsertRows(table string, rows []row) (last int64, err error) {
+	rawErr := t.c.conn.Raw(func(dc any) error {
+		h, err := handleOf(dc)
+		if err != nil {
+			return err
+		}
+		for _, chunk := range insertChunks {
+			for len(rows) >= chunk {
+				if last, err = t.c.fast.insert(h, table, rows[:chunk]); err != nil {
+					return err
+				}
+				rows = rows[chunk:]
+			}
+		}
+		return nil
+	})
+	if rawErr != nil {
+		return 0, dbError("write", t.c.path, rawErr)
 	}
 	return last, nil
 }

@@ -3,8 +3,6 @@ package outbox
 import (
 	"errors"
 	"fmt"
-
-	sqlite "github.com/glebarez/go-sqlite"
 )
 
 // Sentinel errors. Callers branch on them with errors.Is; the wrapped error
@@ -49,7 +47,8 @@ func dbError(op, path string, err error) error {
 	if err == nil {
 		return nil
 	}
-	var se *sqlite.Error
+	// The driver's *sqlite.Error and fastInsert's *sqliteError.
+	var se interface{ Code() int }
 	if errors.As(err, &se) {
 		switch se.Code() & 0xff {
 		case sqliteFull:
