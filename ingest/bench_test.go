@@ -121,3 +121,15 @@ func BenchmarkSyslogTCP(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
 }
+
+// BenchmarkSyslogEnvelope is the CPU a syslog line costs before the outbox:
+// parse, envelope, JSON.
+func BenchmarkSyslogEnvelope(b *testing.B) {
+	line := []byte("<14>1 2026-11-26T00:00:00Z edge-host bench - - - bench-12345-1764115200000000000 " + strings.Repeat("x", 160))
+	s := &Syslog{}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(line)))
+	for b.Loop() {
+		s.envelope(line, "127.0.0.1")
+	}
+}
