@@ -6,8 +6,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestCompareCommand(t *testing.T) {
@@ -44,5 +46,30 @@ func TestCompareCommand(t *testing.T) {
 			t.Errorf("plot: %v\n%.300s", err, drawn)
 		}
 		t.Log("\n" + out.String())
+	})
+}
+
+func TestConsumerAdd(t *testing.T) {
+	t.Run("a numbered record counts once, with its latency; others are ignored", func(t *testing.T) {
+		c := &consumer{}
+		sent := time.Unix(0, 1_700_000_000_000_000_000)
+		rec := func(num int) []byte {
+			return []byte(`{"message":"bench-` + strconv.Itoa(num) + `-` + strconv.FormatInt(sent.UnixNano(), 10) + ` xxxx"}`)
+		}
+		now := sent.Add(7 * time.Millisecond)
+		c.add(rec(5), now)
+		c.add(rec(5), now.Add(time.Second)) // a duplicate
+		c.add(rec(70_000), now)
+		c.add([]byte(`{"message":"bench-x-1"}`), now)
+		c.add([]byte(`{"message":"unrelated"}`), now)
+		if c.count() != 2 {
+			t.Fatalf("count = %d, want 2", c.count())
+		}
+		if p50, _, _ := c.percentiles(); p50 != 7*time.Millisecond {
+			t.Fatalf("latency = %v, want 7ms", p50)
+		}
+		if !c.seen.has(70_000) || c.seen.has(6) {
+			t.Fatal("seen set is wrong")
+		}
 	})
 }
