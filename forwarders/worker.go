@@ -139,8 +139,24 @@ func (w *Worker) Stats() *Stats { return w.stats }
 // counted as a failed attempt.
 func (w *Worker) Run(ctx context.Context) error {
 	defer w.acking.Wait()
+	// The next batch is claimed while the current one is sent, so reading
+	// it from disk overlaps the sink's round trip. Sends stay one at a time
+	// and in order; a claimed batch not yet sent is only leased, and is
+	// released (or, after a crash, forgotten) like any other. Every claim
+	// started here is received below before Run returns.
+	claims := make(chan claimed, 1)
+	var claimer sync.WaitGroup
+	defer claimer.Wait()
+	claimNext := func() {
+		claimer.Go(func() {
+			lease, err := w.claim(ctx)
+			claims <- claimed{lease, err}
+		})
+	}
+	claimNext()
 	for {
-		lease, err := w.claim(ctx)
+		c := <-claims
+		lease, err := c.lease, c.err
 		switch {
 		case ctx.Err() != nil:
 			if lease != nil {
@@ -151,6 +167,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			// The queue moved an unreadable record to its DLQ; go on.
 			w.log.Warn("record moved to the dead-letter queue", "err", err)
 			w.stats.Rejected.Add(1)
+			claimNext()
 			continue
 		case err != nil:
 			// The outbox itself failed (disk, corruption): there is nothing to
@@ -159,10 +176,18 @@ func (w *Worker) Run(ctx context.Context) error {
 			if w.sleep(ctx, w.retry.Max) != nil {
 				return nil
 			}
+			claimNext()
 			continue
 		}
+		claimNext()
 		w.deliver(ctx, lease)
 	}
+}
+
+// claimed is the outcome of one claim.
+type claimed struct {
+	lease *outbox.Lease[[]byte]
+	err   error
 }
 
 // claim waits for a batch. A part batch gets the linger time to fill up.

@@ -43,6 +43,11 @@ func newWriteOp(ts *tableState) *writeOp {
 	return &writeOp{ts: ts, done: make(chan error, 1)}
 }
 
+// deletesOnly reports whether op only deletes id ranges: an ack.
+func (op *writeOp) deletesOnly() bool {
+	return len(op.del) > 0 && len(op.rows) == 0 && op.exec == nil && op.group == nil
+}
+
 // rowCount is how many rows the op inserts, its group's included.
 func (op *writeOp) rowCount() int {
 	n := len(op.rows)
@@ -73,7 +78,13 @@ type committer struct {
 	relaxed  bool // the connection runs at NORMAL now
 	unsynced bool // a relaxed commit is not fsynced yet
 
-	ops  chan *writeOp
+	ops chan *writeOp
+	// acks carries the ops that only delete acknowledged records. Every
+	// batch takes what waits here first: a consumer's ack would otherwise
+	// queue behind every insert that arrived meanwhile, and under load that
+	// held a forwarder 1.6 ms per batch of 1,000. Acks touch only records
+	// committed and claimed earlier, so no op they overtake can change them.
+	acks chan *writeOp
 	mu   sync.RWMutex // held for reading while handing over an op; for writing by stop
 	shut bool
 	quit chan struct{}
@@ -121,6 +132,7 @@ func startCommitter(ctx context.Context, db *sql.DB, path string, d Durability, 
 		conn:       conn,
 		res:        res,
 		ops:        make(chan *writeOp, opQueueLen),
+		acks:       make(chan *writeOp, opQueueLen),
 		quit:       make(chan struct{}),
 		done:       make(chan struct{}),
 		stmts:      map[string]*sql.Stmt{},
@@ -151,8 +163,12 @@ func (c *committer) submit(ctx context.Context, op *writeOp) error {
 		c.mu.RUnlock()
 		return ErrClosed
 	}
+	queue := c.ops
+	if op.deletesOnly() {
+		queue = c.acks
+	}
 	select {
-	case c.ops <- op:
+	case queue <- op:
 	case <-ctx.Done():
 		c.mu.RUnlock()
 		return ctx.Err()
@@ -194,10 +210,12 @@ func (c *committer) loop() {
 			shrinkNow = alwaysReady
 		}
 		select {
+		case op := <-c.acks:
+			c.runBatch(c.gather(op))
 		case op := <-c.ops:
 			c.runBatch(c.gather(op))
 		case <-shrinkNow:
-			if len(c.ops) == 0 {
+			if len(c.ops) == 0 && len(c.acks) == 0 {
 				c.shrinkStep()
 			}
 		case <-syncDue:
@@ -211,6 +229,9 @@ func (c *committer) loop() {
 			// handed over any more: drain what is queued and leave.
 			for {
 				select {
+				case op := <-c.acks:
+					c.runBatch(c.gather(op))
+					continue
 				case op := <-c.ops:
 					c.runBatch(c.gather(op))
 					continue
@@ -303,12 +324,19 @@ func (c *committer) closeConn() {
 	c.conn.Close()
 }
 
-// gather takes first plus every op already waiting, within the limits. It
-// never waits for more: batching is by what is queued, not by a timer.
+// gather takes first plus every op already waiting, acks before the rest,
+// within the limits. It never waits for more: batching is by what is queued,
+// not by a timer.
 func (c *committer) gather(first *writeOp) []*writeOp {
 	batch := []*writeOp{first}
 	rows := first.rowCount()
 	for len(batch) < maxOpsPerCommit && rows < maxRowsPerCommit {
+		select {
+		case op := <-c.acks:
+			batch = append(batch, op)
+			continue
+		default:
+		}
 		select {
 		case op := <-c.ops:
 			batch = append(batch, op)
