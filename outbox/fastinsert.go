@@ -153,18 +153,10 @@ func (f *fastInsert) stmt(h driverHandle, table string, n int) (uintptr, error) 
 	if s, ok := f.stmts[key]; ok {
 		return s, nil
 	}
-	zSQL, err := libc.CString(insertSQL(table, n))
+	s, err := prepare(h, insertSQL(table, n))
 	if err != nil {
 		return 0, err
 	}
-	defer libc.Xfree(h.tls, zSQL)
-	const ptrSize = int(unsafe.Sizeof(uintptr(0)))
-	ppStmt := h.tls.Alloc(ptrSize)
-	defer h.tls.Free(ptrSize)
-	if rc := sqlite3.Xsqlite3_prepare_v3(h.tls, h.db, zSQL, -1, sqlite3.SQLITE_PREPARE_PERSISTENT, ppStmt, 0); rc != sqlite3.SQLITE_OK {
-		return 0, h.err(rc)
-	}
-	s := *(*uintptr)(cmem(ppStmt))
 	f.stmts[key] = s
 	return s, nil
 }

@@ -17,6 +17,9 @@ func TestFastInsert(t *testing.T) {
 		if q.store.commit.fast == nil {
 			t.Fatal("committer has no fastInsert: handleOf no longer understands the driver's connection")
 		}
+		if q.store.reader == nil {
+			t.Fatal("store has no claimReader: handleOf no longer understands the driver's connection")
+		}
 	})
 
 	t.Run("records of every size arrive byte for byte and in order", func(t *testing.T) {
@@ -54,6 +57,27 @@ func TestFastInsert(t *testing.T) {
 		}
 		if c := q.store.commit.fast.blobsCap; c != blobsKeep {
 			t.Errorf("C buffer is %d bytes after the batch, want it back at %d", c, blobsKeep)
+		}
+	})
+
+	t.Run("a claim leaves no read transaction open that would hold back a checkpoint", func(t *testing.T) {
+		ctx := testCtx(t)
+		q := mustOpen(t, tempDB(t), "q", Options[[]byte]{})
+		for i := range 3000 {
+			if err := q.Send(ctx, fmt.Appendf(nil, "record %d", i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		l, err := q.Claim(ctx, 10) // stops reading after 10 of 3,000 rows
+		if err != nil || l.Len() != 10 {
+			t.Fatalf("Claim: %v, %v", l, err)
+		}
+		var busy, logFrames, done int
+		if err := q.store.db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &done); err != nil {
+			t.Fatal(err)
+		}
+		if busy != 0 || done != logFrames {
+			t.Fatalf("checkpoint blocked after a claim: busy=%d, %d of %d frames", busy, done, logFrames)
 		}
 	})
 

@@ -27,6 +27,7 @@ type store struct {
 	gorm       *gorm.DB
 	db         *sql.DB
 	commit     *committer
+	reader     *claimReader // nil: claims read through database/sql
 
 	mu     sync.Mutex
 	refs   int
@@ -91,6 +92,9 @@ func releaseStore(s *store) error {
 	}
 	delete(stores.m, s.path)
 	s.commit.stop()
+	if s.reader != nil {
+		s.reader.close()
+	}
 	if err := s.db.Close(); err != nil {
 		return dbError("close", s.path, err)
 	}
@@ -203,6 +207,7 @@ func openStore(ctx context.Context, path string, fo fileOptions) (*store, error)
 	}
 	return &store{
 		path: path, durability: d, gorm: gdb, db: db, commit: c,
+		reader: openClaimReader(ctx, db),
 		tables: map[string]*tableState{},
 	}, nil
 }

@@ -252,6 +252,13 @@ func (ts *tableState) oldest(ctx context.Context) (int64, bool, error) {
 // Scan: draining a backlog reads every record once, and that layer's locking
 // and conversions cost about a third of the read (BenchmarkClaimAck1000).
 func (ts *tableState) readAfter(ctx context.Context, after, upTo int64, limit int) ([]storedRow, error) {
+	if r := ts.store.reader; r != nil {
+		rows, err := r.read(ctx, ts.name, after, upTo, limit)
+		if err != nil {
+			return nil, dbError("read "+ts.name+" from", ts.store.path, err)
+		}
+		return rows, nil
+	}
 	conn, err := ts.store.db.Conn(ctx)
 	if err != nil {
 		return nil, dbError("read "+ts.name+" from", ts.store.path, err)
