@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // SyslogEnvelope is the record a syslog message becomes. The JSON field
@@ -41,6 +42,14 @@ var severities = []string{"emerg", "alert", "crit", "err", "warning", "notice", 
 // NewSyslogEnvelope builds the envelope of m, received at received from a
 // peer (its address or socket path, the host when the message names none).
 func NewSyslogEnvelope(m SyslogMessage, received time.Time, source, peer string) SyslogEnvelope {
+	return newSyslogEnvelope(m, received, source, peer, false)
+}
+
+// newSyslogEnvelope is NewSyslogEnvelope; with borrow, a valid UTF-8
+// Message shares m.Message's bytes instead of copying them. The caller then
+// must neither keep the envelope nor change m.Message while using it: the
+// listeners marshal it at once and drop it.
+func newSyslogEnvelope(m SyslogMessage, received time.Time, source, peer string, borrow bool) SyslogEnvelope {
 	e := SyslogEnvelope{
 		TS: m.Timestamp, ReceivedAt: received, Host: m.Hostname, Source: source,
 		App: m.AppName, ProcID: m.ProcID, MsgID: m.MsgID, StructuredData: m.StructuredData,
@@ -58,9 +67,12 @@ func NewSyslogEnvelope(m SyslogMessage, received time.Time, source, peer string)
 	if m.Severity >= 0 && m.Severity < len(severities) {
 		e.Severity = severities[m.Severity]
 	}
-	if validUTF8(m.Message) {
+	switch {
+	case borrow && validUTF8(m.Message):
+		e.Message = unsafe.String(unsafe.SliceData(m.Message), len(m.Message))
+	case validUTF8(m.Message):
 		e.Message = string(m.Message)
-	} else {
+	default:
 		e.Message = strings.ToValidUTF8(string(m.Message), "\uFFFD")
 		e.MessageBase64 = base64.StdEncoding.EncodeToString(m.Message)
 	}

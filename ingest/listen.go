@@ -253,13 +253,20 @@ func readFrame(br *bufio.Reader, max int) ([]byte, error) {
 	return readLine(br, max)
 }
 
+// readLine reads up to the next newline and keeps at most max bytes of it,
+// as readFrame keeps at most max bytes of a counted frame: a longer line is
+// cut there, never dropped. A line that fits in br's buffer is returned in
+// place, without a copy: it is valid until the next read from br.
 func readLine(br *bufio.Reader, max int) ([]byte, error) {
-	var line []byte
+	chunk, err := br.ReadSlice('\n')
+	if err != bufio.ErrBufferFull {
+		return chunk[:min(len(chunk), max)], err
+	}
+	// A longer line is gathered across reads, into a copy of its own.
+	line := append([]byte(nil), chunk[:min(len(chunk), max)]...)
 	for {
 		chunk, err := br.ReadSlice('\n')
-		if len(line)+len(chunk) <= max {
-			line = append(line, chunk...)
-		}
+		line = append(line, chunk[:min(len(chunk), max-len(line))]...)
 		if err != bufio.ErrBufferFull {
 			return line, err
 		}
@@ -320,7 +327,9 @@ func (s *Syslog) storeDatagrams(queue <-chan []byte) {
 
 func (s *Syslog) envelope(msg []byte, peer string) []byte {
 	now := time.Now().UTC()
-	rec, err := NewSyslogEnvelope(ParseSyslog(msg, now), now, "syslog", peer).Marshal()
+	// The envelope borrows msg's bytes: Marshal copies them, and the
+	// envelope is dropped here.
+	rec, err := newSyslogEnvelope(ParseSyslog(msg, now), now, "syslog", peer, true).Marshal()
 	if err != nil { // cannot happen: every field is a string, a time or a map of strings
 		rec = []byte(`{"source":"syslog","parse_error":true}`)
 	}

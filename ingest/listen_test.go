@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -187,6 +188,26 @@ func TestReadFrame(t *testing.T) {
 	if got, err := readFrame(br, 1024); err == nil || len(got) > 1024 {
 		t.Fatalf("a frame claiming 999999999 bytes: %d bytes, %v", len(got), err)
 	}
+}
+
+func TestReadLine(t *testing.T) {
+	t.Run("lines longer than the read buffer are gathered whole; lines over the limit are cut at it", func(t *testing.T) {
+		long := strings.Repeat("y", 40)
+		br := bufio.NewReaderSize(strings.NewReader("short\n"+long+"\n"+strings.Repeat("z", 70)+"\n"+strings.Repeat("w", 15)+"\nlast"), 16)
+		for _, want := range []string{"short\n", long + "\n", strings.Repeat("z", 64), strings.Repeat("w", 12), "last"} {
+			max := 64
+			if strings.HasPrefix(want, "w") {
+				max = 12 // a line inside the buffer, over the limit
+			}
+			got, err := readLine(br, max)
+			if string(got) != want {
+				t.Fatalf("line = %q, want %q", got, want)
+			}
+			if want == "last" && err != io.EOF {
+				t.Fatalf("last line: err = %v, want EOF", err)
+			}
+		}
+	})
 }
 
 func TestSyslogUDPDrops(t *testing.T) {
