@@ -130,10 +130,13 @@ func line(n int64) string {
 type proofSinks struct {
 	o        *oracle
 	srv      *httptest.Server
-	broker   *kfake.Cluster
-	down     atomic.Bool // the collector answers 503
-	resets   atomic.Bool // the collector resets connections
-	kafkaOff atomic.Bool // the broker fails every produce request
+	brokerMu sync.Mutex
+	broker   *kfake.Cluster // nil while stopped
+	kafkaDir string         // the broker's data, kept across a stop
+	kafkaAt  string         // host:port, the same after a restart
+	down     atomic.Bool    // the collector answers 503
+	resets   atomic.Bool    // the collector resets connections
+	kafkaOff atomic.Bool    // the broker fails every produce request
 	stop     func()
 }
 
@@ -159,20 +162,11 @@ func newProofSinks(t *testing.T, o *oracle) *proofSinks {
 		}
 		o.arrive("collector", b)
 	}))
-	broker, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "proof"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.broker = broker
-	broker.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
-		broker.KeepControl()
-		if s.kafkaOff.Load() {
-			return nil, errors.New("broker down"), true // closes the connection
-		}
-		return nil, nil, false
-	})
+	s.kafkaDir = t.TempDir()
+	s.startBroker(t, 0)
+	s.kafkaAt = s.broker.ListenAddrs()[0]
 	ctx, cancel := context.WithCancel(context.Background())
-	cl, err := kgo.NewClient(kgo.SeedBrokers(broker.ListenAddrs()...), kgo.ConsumeTopics("proof"),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(s.kafkaAt), kgo.ConsumeTopics("proof"),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
@@ -183,9 +177,41 @@ func newProofSinks(t *testing.T, o *oracle) *proofSinks {
 			cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) { o.arrive("kafka", r.Value) })
 		}
 	})
-	s.stop = func() { cancel(); consuming.Wait(); cl.Close(); broker.Close(); s.srv.Close() }
+	s.stop = func() { cancel(); consuming.Wait(); cl.Close(); s.stopBroker(); s.srv.Close() }
 	t.Cleanup(s.stop)
 	return s
+}
+
+// startBroker starts the broker on port (0: any), with its data from
+// kafkaDir: after a stop it comes back with the topic and every record it
+// had, as a restarted Kafka broker does.
+func (s *proofSinks) startBroker(t *testing.T, port int) {
+	t.Helper()
+	broker, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port), kfake.SeedTopics(1, "proof"),
+		kfake.DataDir(s.kafkaDir))
+	if err != nil {
+		t.Fatalf("start kfake on port %d: %v", port, err)
+	}
+	broker.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		broker.KeepControl()
+		if s.kafkaOff.Load() {
+			return nil, errors.New("broker down"), true // closes the connection
+		}
+		return nil, nil, false
+	})
+	s.brokerMu.Lock()
+	s.broker = broker
+	s.brokerMu.Unlock()
+}
+
+// stopBroker stops the broker: connections are refused until startBroker.
+func (s *proofSinks) stopBroker() {
+	s.brokerMu.Lock()
+	defer s.brokerMu.Unlock()
+	if s.broker != nil {
+		s.broker.Close()
+		s.broker = nil
+	}
 }
 
 // config is the daemon's configuration for a scenario: HTTP and syslog TCP
@@ -213,7 +239,7 @@ sinks:
     retry: {initial: 20ms, max: 200ms}
 routes:
   - sinks: [collector, kafka]
-`, dataDir, durability, httpPort, syslogPort, s.srv.URL, s.broker.ListenAddrs()[0])
+`, dataDir, durability, httpPort, syslogPort, s.srv.URL, s.kafkaAt)
 }
 
 // loader sends numbered records until stopped: HTTP requests of 20 records
@@ -424,8 +450,16 @@ func TestProof(t *testing.T) {
 			outage.Store(false)
 			time.Sleep(phase / 2)
 		}
+		// The broker process gone: connections refused, then a broker on
+		// the same port with the same data.
+		s.stopBroker()
+		time.Sleep(phase)
+		_, port, _ := net.SplitHostPort(s.kafkaAt)
+		p, _ := strconv.Atoi(port)
+		s.startBroker(t, p)
+		time.Sleep(phase / 2)
 		r.settle(o, l, true)
-		report(t, "collector 503, collector resets, broker fails produce; then back", "full", "3 outages", o, l, true)
+		report(t, "collector 503, collector resets, broker fails produce, broker stopped; then back", "full", "4 outages", o, l, true)
 	})
 
 	t.Run("SIGTERM in the middle of a backlog exits 0 and loses nothing", func(t *testing.T) {
