@@ -84,11 +84,23 @@ func (c *committer) giveBack(ctx context.Context, step, steps int) (left int) {
 		}
 		failed := rows.Err() != nil
 		rows.Close()
-		c.conn.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)")
+		c.truncateWAL(ctx)
 		if failed {
 			return left
 		}
 	}
 	c.conn.QueryRowContext(ctx, "PRAGMA freelist_count").Scan(&left)
 	return left
+}
+
+// truncateWAL checkpoints and, when no reader is using the WAL, truncates
+// it. A truncating checkpoint waits for readers through the busy handler,
+// and the committer must not sleep while sends wait behind it: with a
+// forwarder claiming every few milliseconds that sleep reached 255 ms. With
+// the handler off for the call it copies what it can and leaves the rest to
+// the next step.
+func (c *committer) truncateWAL(ctx context.Context) {
+	c.conn.ExecContext(ctx, "PRAGMA busy_timeout=0")
+	c.conn.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)")
+	c.conn.ExecContext(ctx, "PRAGMA busy_timeout="+strconv.Itoa(busyTimeoutMS))
 }
