@@ -61,10 +61,8 @@ func (p *FS) Mount() error {
 		return fmt.Errorf("powerfs: stat %s: %w", p.backing, err)
 	}
 	root.Dev = uint64(st.Dev)
-	root.NewNode = func(r *fs.LoopbackRoot, _ *fs.Inode, _ string, _ *syscall.Stat_t) fs.InodeEmbedder {
-		return &node{LoopbackNode: fs.LoopbackNode{RootData: r}, pfs: p}
-	}
-	root.RootNode = root.NewNode(root, nil, "", &st)
+	// Every node below the root is wrapped by the root's WrapChild.
+	root.RootNode = &node{LoopbackNode: &fs.LoopbackNode{RootData: root}, pfs: p}
 	zero := time.Duration(0)
 	server, err := fs.Mount(p.mountpoint, root.RootNode, &fs.Options{
 		// No kernel caching of names and attributes: after a cut the sizes
@@ -184,8 +182,16 @@ func (p *FS) synced(rel string, fd int) {
 
 // node is a loopback node whose open files are tracked.
 type node struct {
-	fs.LoopbackNode
+	*fs.LoopbackNode
 	pfs *FS
+}
+
+var _ fs.NodeWrapChilder = (*node)(nil)
+
+// WrapChild makes every node the loopback creates one of ours, so that its
+// writes and syncs are logged.
+func (n *node) WrapChild(_ context.Context, ops fs.InodeEmbedder) fs.InodeEmbedder {
+	return &node{LoopbackNode: ops.(*fs.LoopbackNode), pfs: n.pfs}
 }
 
 func (n *node) rel() string { return n.Path(n.Root()) }
