@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,7 +28,10 @@ import (
 // port and forwards every message to a Kafka topic.
 type shipper struct {
 	name  string
-	start func(ctx context.Context, dir string, syslogPort int, broker, topic string) (*exec.Cmd, error)
+	start func(ctx context.Context, dir string, port int, broker, topic string) (*exec.Cmd, error)
+	// send writes n numbered records to the shipper's port, at rate a second
+	// for dur or flat out with rate 0; nil: syslog TCP (sendSyslog).
+	send func(ctx context.Context, port int, rate float64, dur time.Duration, n, base int) (int, error)
 }
 
 // result is one shipper's run.
@@ -127,20 +131,26 @@ func rsyslogKafkaModule() string {
 
 func shippers(outboxd, profile string) []shipper {
 	return []shipper{
-		{"outboxd-full", outboxdShipper(outboxd, "full", profile)},
-		{"rsyslog-disk-synced", rsyslogShipper(`queue.type="Disk" queue.syncqueuefiles="on"`)},
-		{"rsyslog-disk", rsyslogShipper(`queue.type="Disk" queue.syncqueuefiles="off"`)},
-		{"rsyslog-memory", rsyslogShipper(`queue.type="LinkedList"`)},
+		{"outboxd-full", outboxdShipper(outboxd, "full", profile, "syslog"), nil},
+		{"outboxd-full-http", outboxdShipper(outboxd, "full", "", "http"), sendHTTP},
+		{"rsyslog-disk-synced", rsyslogShipper(`queue.type="Disk" queue.syncqueuefiles="on"`), nil},
+		{"rsyslog-disk", rsyslogShipper(`queue.type="Disk" queue.syncqueuefiles="off"`), nil},
+		{"rsyslog-memory", rsyslogShipper(`queue.type="LinkedList"`), nil},
 	}
 }
 
-func outboxdShipper(bin, durability, profile string) func(context.Context, string, int, string, string) (*exec.Cmd, error) {
+// outboxdShipper runs outboxd with one ingest endpoint on port: syslog TCP,
+// or HTTP.
+func outboxdShipper(bin, durability, profile, input string) func(context.Context, string, int, string, string) (*exec.Cmd, error) {
 	return func(ctx context.Context, dir string, port int, broker, topic string) (*exec.Cmd, error) {
+		ingest := fmt.Sprintf("  syslog:\n    - listen: tcp://127.0.0.1:%d", port)
+		if input == "http" {
+			ingest = fmt.Sprintf("  http:\n    listen: 127.0.0.1:%d", port)
+		}
 		cfg := fmt.Sprintf(`data_dir: %s/data
 durability: %s
 ingest:
-  syslog:
-    - listen: tcp://127.0.0.1:%d
+%s
 sinks:
   kafka:
     type: kafka
@@ -151,7 +161,7 @@ routes:
   - sinks: [kafka]
 log:
   level: warn
-`, dir, durability, port, broker, topic)
+`, dir, durability, ingest, broker, topic)
 		path := filepath.Join(dir, "outboxd.yaml")
 		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 			return nil, err
@@ -233,9 +243,13 @@ func runShipper(ctx context.Context, s shipper, dir string, f compareFlags) resu
 	}
 	defer cons.close()
 
+	send := s.send
+	if send == nil {
+		send = sendSyslog
+	}
 	ticks0, _ := cpuTicks(cmd.Process.Pid)
 	start := time.Now()
-	sent, err := sendSyslog(ctx, port, 0, 0, f.records, 0)
+	sent, err := send(ctx, port, 0, 0, f.records, 0)
 	res.sendRate = float64(sent) / time.Since(start).Seconds()
 	if err == nil {
 		err = waitFor(ctx, "every record at Kafka", 10*time.Minute, func() bool { return cons.count() >= sent })
@@ -247,7 +261,7 @@ func runShipper(ctx context.Context, s shipper, dir string, f compareFlags) resu
 
 	cons.reset()
 	n := int(f.latencyRate * f.latencyFor.Seconds())
-	sent, err = sendSyslog(ctx, port, f.latencyRate, f.latencyFor, n, f.records)
+	sent, err = send(ctx, port, f.latencyRate, f.latencyFor, n, f.records)
 	if err == nil {
 		err = waitFor(ctx, "the latency run at Kafka", 5*time.Minute, func() bool { return cons.count() >= sent })
 	}
@@ -302,6 +316,74 @@ func sendSyslog(ctx context.Context, port int, rate float64, dur time.Duration, 
 	conn.(*net.TCPConn).CloseWrite()
 	conn.SetReadDeadline(time.Now().Add(5 * time.Minute))
 	io.Copy(io.Discard, conn) // until the shipper closes: it has read everything
+	return n, nil
+}
+
+// sendHTTP posts n numbered NDJSON records of about 256 bytes, each carrying
+// its send time: flat out (rate 0) from 16 clients in requests of 100
+// records, or at rate a second in requests of 10. A request that is not
+// accepted (202) is sent again. It returns how many were accepted.
+func sendHTTP(ctx context.Context, port int, rate float64, dur time.Duration, n, base int) (int, error) {
+	url := fmt.Sprintf("http://127.0.0.1:%d/v1/logs", port)
+	perReq, workers := 100, 16
+	if rate > 0 {
+		perReq, workers = 10, 4
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
+	pad := strings.Repeat("x", 200)
+	post := func(from, to int) error {
+		var b []byte
+		for i := from; i < to; i++ {
+			b = append(b, `{"message":"bench-`...)
+			b = strconv.AppendInt(b, int64(base+i), 10)
+			b = append(b, '-')
+			b = strconv.AppendInt(b, time.Now().UnixNano(), 10)
+			b = append(b, ' ')
+			b = append(b, pad...)
+			b = append(b, "\"}\n"...)
+		}
+		for ctx.Err() == nil {
+			resp, err := client.Post(url, "application/x-ndjson", bytes.NewReader(b))
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusAccepted {
+					return nil
+				}
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		return ctx.Err()
+	}
+	chunks := make(chan int, workers)
+	var wg sync.WaitGroup
+	var stopped atomic.Bool // a post gave up: ctx ended
+	for range workers {
+		wg.Go(func() {
+			for from := range chunks {
+				if post(from, min(from+perReq, n)) != nil {
+					stopped.Store(true)
+				}
+			}
+		})
+	}
+	var tick <-chan time.Time
+	if rate > 0 {
+		t := time.NewTicker(time.Duration(float64(time.Second) * float64(perReq) / rate))
+		defer t.Stop()
+		tick = t.C
+	}
+	for from := 0; from < n && ctx.Err() == nil; from += perReq {
+		if tick != nil {
+			<-tick
+		}
+		chunks <- from
+	}
+	close(chunks)
+	wg.Wait()
+	if stopped.Load() || ctx.Err() != nil {
+		return 0, fmt.Errorf("http load stopped: %w", ctx.Err())
+	}
 	return n, nil
 }
 
@@ -417,7 +499,7 @@ func (c *consumer) percentiles() (p50, p99, p999 time.Duration) {
 func (c *consumer) close() { c.cancel(); <-c.done; c.cl.Close() }
 
 func printComparison(w io.Writer, rs []result, f compareFlags) {
-	fmt.Fprintf(w, "syslog TCP -> Kafka (kfake), %d records of ~256 bytes flat out, then %.0f records/s for %s, one machine:\n\n", f.records, f.latencyRate, f.latencyFor)
+	fmt.Fprintf(w, "syslog TCP (outboxd-full-http: HTTP NDJSON) -> Kafka (kfake), %d records of ~256 bytes flat out, then %.0f records/s for %s, one machine:\n\n", f.records, f.latencyRate, f.latencyFor)
 	fmt.Fprintln(w, "| shipper | sent (records/s) | delivered to Kafka (records/s) | CPU s | peak RSS | latency p50 | p99 | p99.9 |")
 	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, r := range rs {
@@ -439,7 +521,7 @@ func printComparison(w io.Writer, rs []result, f compareFlags) {
 	}
 	fmt.Fprintln(w)
 	for _, r := range rs {
-		if r.name != ob.name && r.deliverRate > 0 {
+		if strings.HasPrefix(r.name, "rsyslog") && r.deliverRate > 0 {
 			fmt.Fprintf(w, "outboxd-full / %s: %.1fx delivered records/s\n", r.name, ob.deliverRate/r.deliverRate)
 		}
 	}

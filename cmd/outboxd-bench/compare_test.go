@@ -33,7 +33,7 @@ func TestCompareCommand(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%v\n%s", err, out.String())
 		}
-		for _, row := range []string{"| outboxd-full |", "| rsyslog-disk-synced |", "| rsyslog-disk |", "| rsyslog-memory |", "outboxd-full / rsyslog-disk-synced:"} {
+		for _, row := range []string{"| outboxd-full |", "| outboxd-full-http |", "| rsyslog-disk-synced |", "| rsyslog-disk |", "| rsyslog-memory |", "outboxd-full / rsyslog-disk-synced:"} {
 			if !strings.Contains(out.String(), row) {
 				t.Errorf("no %q in:\n%s", row, out.String())
 			}
@@ -42,7 +42,7 @@ func TestCompareCommand(t *testing.T) {
 			t.Errorf("a shipper failed:\n%s", out.String())
 		}
 		drawn, err := os.ReadFile(svg)
-		if err != nil || !strings.HasPrefix(string(drawn), "<svg") || strings.Count(string(drawn), "<rect") < 16 {
+		if err != nil || !strings.HasPrefix(string(drawn), "<svg") || strings.Count(string(drawn), "<rect") < 20 {
 			t.Errorf("plot: %v\n%.300s", err, drawn)
 		}
 		t.Log("\n" + out.String())

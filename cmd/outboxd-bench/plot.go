@@ -15,8 +15,8 @@ func plot(rs []result, command string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", w, h)
 	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="white"/>`+"\n", w, h)
-	fmt.Fprintf(&b, `<text x="20" y="24" font-size="15" font-weight="bold">syslog TCP to Kafka on one machine: outboxd (durability full) and rsyslog (omkafka)</text>`+"\n")
-	colors := map[string]string{"outboxd-full": "#2b7bba", "rsyslog-disk-synced": "#d95f02", "rsyslog-disk": "#e6ab02", "rsyslog-memory": "#999999"}
+	fmt.Fprintf(&b, `<text x="20" y="24" font-size="15" font-weight="bold">to Kafka on one machine: outboxd (durability full; syslog TCP, and HTTP) and rsyslog (omkafka; syslog TCP)</text>`+"\n")
+	colors := map[string]string{"outboxd-full": "#2b7bba", "outboxd-full-http": "#74add1", "rsyslog-disk-synced": "#d95f02", "rsyslog-disk": "#e6ab02", "rsyslog-memory": "#999999"}
 
 	// Left: throughput, log10 axis from 1,000 to 1,000,000.
 	fmt.Fprintf(&b, `<text x="20" y="%d">delivered records/s (log scale)</text>`+"\n", top-8)
