@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -319,72 +318,36 @@ func sendSyslog(ctx context.Context, port int, rate float64, dur time.Duration, 
 	return n, nil
 }
 
-// sendHTTP posts n numbered NDJSON records of about 256 bytes, each carrying
-// its send time: flat out (rate 0) from 16 clients in requests of 100
-// records, or at rate a second in requests of 10. A request that is not
-// accepted (202) is sent again. It returns how many were accepted.
+// sendHTTP posts numbered NDJSON records of about 256 bytes, each carrying
+// its send time, numbered from base: n of them flat out (rate 0) from 16
+// clients in requests of 100, or rate a second for dur in requests of 10.
+// It returns how many were accepted (202).
 func sendHTTP(ctx context.Context, port int, rate float64, dur time.Duration, n, base int) (int, error) {
-	url := fmt.Sprintf("http://127.0.0.1:%d/v1/logs", port)
-	perReq, workers := 100, 16
-	if rate > 0 {
-		perReq, workers = 10, 4
-	}
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
 	pad := strings.Repeat("x", 200)
-	post := func(from, to int) error {
+	numbered := func(first int64, count int) []byte {
 		var b []byte
-		for i := from; i < to; i++ {
+		for i := first; i < first+int64(count); i++ {
 			b = append(b, `{"message":"bench-`...)
-			b = strconv.AppendInt(b, int64(base+i), 10)
+			b = strconv.AppendInt(b, int64(base)+i, 10)
 			b = append(b, '-')
 			b = strconv.AppendInt(b, time.Now().UnixNano(), 10)
 			b = append(b, ' ')
 			b = append(b, pad...)
 			b = append(b, "\"}\n"...)
 		}
-		for ctx.Err() == nil {
-			resp, err := client.Post(url, "application/x-ndjson", bytes.NewReader(b))
-			if err == nil {
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusAccepted {
-					return nil
-				}
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		return ctx.Err()
+		return b
 	}
-	chunks := make(chan int, workers)
-	var wg sync.WaitGroup
-	var stopped atomic.Bool // a post gave up: ctx ended
-	for range workers {
-		wg.Go(func() {
-			for from := range chunks {
-				if post(from, min(from+perReq, n)) != nil {
-					stopped.Store(true)
-				}
-			}
-		})
-	}
-	var tick <-chan time.Time
+	url := fmt.Sprintf("http://127.0.0.1:%d/v1/logs", port)
+	var res loadResult
 	if rate > 0 {
-		t := time.NewTicker(time.Duration(float64(time.Second) * float64(perReq) / rate))
-		defer t.Stop()
-		tick = t.C
+		res = postLoad(ctx, url, rate, dur, 0, 10, 4, numbered)
+	} else {
+		res = postLoad(ctx, url, 0, 0, int64(n), 100, 16, numbered)
 	}
-	for from := 0; from < n && ctx.Err() == nil; from += perReq {
-		if tick != nil {
-			<-tick
-		}
-		chunks <- from
+	if res.refused > 0 {
+		return int(res.sent), fmt.Errorf("http: %d records refused", res.refused)
 	}
-	close(chunks)
-	wg.Wait()
-	if stopped.Load() || ctx.Err() != nil {
-		return 0, fmt.Errorf("http load stopped: %w", ctx.Err())
-	}
-	return n, nil
+	return int(res.sent), ctx.Err()
 }
 
 // consumer reads the topic and keeps each record's delivery latency.

@@ -164,7 +164,7 @@ func loadPhase(ctx context.Context, bin, dir string, f footprintFlags, w io.Writ
 			time.Sleep(100 * time.Millisecond)
 		}
 	}()
-	res := postLoad(ctx, ingestURL(port), f.rate, f.load, 0, 1000, 256, 16)
+	res := postLoad(ctx, ingestURL(port), f.rate, f.load, 0, 1000, 16, sameBody(1000, 256))
 	stopSampling()
 	<-sampled
 	report(w, fmt.Sprintf("HTTP ingest at a target of %.0f records/s of 256 bytes, 1,000 per request, durability full", f.rate),
@@ -188,7 +188,7 @@ func backlogPhase(ctx context.Context, bin, dir string, backlog, idleDB int64, w
 	var rss []string
 	var lo, hi int64
 	for _, step := range []int64{backlog / 10, backlog / 4, backlog / 2, backlog} {
-		res := postLoad(ctx, ingestURL(port), 0, 0, step-queued, 1000, 256, 8)
+		res := postLoad(ctx, ingestURL(port), 0, 0, step-queued, 1000, 8, sameBody(1000, 256))
 		queued += res.sent
 		if res.refused > 0 {
 			return fmt.Errorf("%d records refused while queueing the backlog", res.refused)

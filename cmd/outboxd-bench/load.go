@@ -51,36 +51,42 @@ type loadResult struct {
 
 func (l loadResult) rate() float64 { return float64(l.sent) / l.took.Seconds() }
 
-// postLoad posts requests of perReq records to url: at rate records a second
-// for dur, or, with rate 0, flat out until total records were accepted.
-// workers requests are in flight at most.
-func postLoad(ctx context.Context, url string, rate float64, dur time.Duration, total int64, perReq, size, workers int) loadResult {
-	payload := body(perReq, size)
+// postLoad posts requests of up to perReq records to url: at rate records a
+// second for dur, or, with rate 0, flat out until total records were issued.
+// workers requests are in flight at most. body builds the request that
+// carries records first..first+n-1 (records are numbered from 0 in the order
+// requests are issued).
+func postLoad(ctx context.Context, url string, rate float64, dur time.Duration, total int64, perReq, workers int, body func(first int64, n int) []byte) loadResult {
+	type ticket struct {
+		first int64
+		n     int
+	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
 	var sent, refused atomic.Int64
-	tickets := make(chan struct{}, workers)
+	tickets := make(chan ticket, workers)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
 	start := time.Now()
 	for range workers {
 		wg.Go(func() {
-			for range tickets {
-				resp, err := client.Post(url, "application/x-ndjson", bytes.NewReader(payload))
+			for t := range tickets {
+				resp, err := client.Post(url, "application/x-ndjson", bytes.NewReader(body(t.first, t.n)))
 				if err != nil {
-					refused.Add(int64(perReq))
+					refused.Add(int64(t.n))
 					continue
 				}
 				io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 				if resp.StatusCode == http.StatusAccepted {
-					sent.Add(int64(perReq))
+					sent.Add(int64(t.n))
 				} else {
-					refused.Add(int64(perReq))
+					refused.Add(int64(t.n))
 				}
 			}
 		})
 	}
+	var issued int64
 	if rate > 0 {
 		interval := time.Duration(float64(time.Second) * float64(perReq) / rate)
 		tick := time.NewTicker(interval)
@@ -90,7 +96,8 @@ func postLoad(ctx context.Context, url string, rate float64, dur time.Duration, 
 			select {
 			case <-tick.C:
 				select {
-				case tickets <- struct{}{}:
+				case tickets <- ticket{issued, perReq}:
+					issued += int64(perReq)
 				default: // every worker busy: the daemon is slower than the rate; this request is skipped
 				}
 			case <-end:
@@ -101,13 +108,19 @@ func postLoad(ctx context.Context, url string, rate float64, dur time.Duration, 
 		}
 		tick.Stop()
 	} else {
-		for issued := int64(0); issued < total && ctx.Err() == nil; issued += int64(perReq) {
-			tickets <- struct{}{}
+		for ; issued < total && ctx.Err() == nil; issued += int64(perReq) {
+			tickets <- ticket{issued, int(min(int64(perReq), total-issued))}
 		}
 	}
 	close(tickets)
 	wg.Wait()
 	return loadResult{sent: sent.Load(), refused: refused.Load(), took: time.Since(start)}
+}
+
+// sameBody is a body for postLoad that sends the same records every time.
+func sameBody(perReq, size int) func(int64, int) []byte {
+	b := body(perReq, size)
+	return func(int64, int) []byte { return b }
 }
 
 func waitFor(ctx context.Context, what string, limit time.Duration, cond func() bool) error {
