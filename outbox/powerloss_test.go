@@ -37,13 +37,7 @@ func powerCuts(t *testing.T, d Durability, cuts int, env ...string) (acked, lost
 		for v := range took {
 			consumed[v] = true
 		}
-		if err := pfs.Unmount(); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := pfs.Cut(); err != nil {
-			t.Fatal(err)
-		}
-		if err := pfs.Mount(); err != nil {
+		if _, err := pfs.PowerCut(); err != nil {
 			t.Fatal(err)
 		}
 		found, err := dumpQueue(t, path, d)

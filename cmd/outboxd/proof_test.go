@@ -594,13 +594,7 @@ func powerCutScenario(t *testing.T, durability string, cuts int, mustHold bool) 
 	for range cuts {
 		time.Sleep(time.Duration(300+rand.IntN(1200)) * time.Millisecond)
 		r.kill(l)
-		if err := pfs.Unmount(); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := pfs.Cut(); err != nil {
-			t.Fatal(err)
-		}
-		if err := pfs.Mount(); err != nil {
+		if _, err := pfs.PowerCut(); err != nil {
 			t.Fatal(err)
 		}
 		if err := tryStart(r); err != nil {

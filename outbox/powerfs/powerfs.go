@@ -101,6 +101,20 @@ type CutStats struct {
 	BytesTrimmed int64 // bytes cut off past the last synced size
 }
 
+// PowerCut is a whole power cut as the processes using the file system see
+// it: the mount goes away, every write not fsynced is undone, and the file
+// system comes back. Kill the processes first.
+func (p *FS) PowerCut() (CutStats, error) {
+	if err := p.Unmount(); err != nil {
+		return CutStats{}, err
+	}
+	st, err := p.Cut()
+	if err != nil {
+		return st, err
+	}
+	return st, p.Mount()
+}
+
 // Cut simulates the power cut on the backing files. Call it unmounted.
 func (p *FS) Cut() (CutStats, error) {
 	p.mu.Lock()

@@ -37,14 +37,8 @@ func TestCut(t *testing.T) {
 		if got, _ := os.ReadFile(path); string(got) != "HELLO world and more" {
 			t.Fatalf("before the cut: %q", got)
 		}
-		if err := p.Unmount(); err != nil {
-			t.Fatal(err)
-		}
-		st, err := p.Cut()
+		st, err := p.PowerCut()
 		if err != nil {
-			t.Fatal(err)
-		}
-		if err := p.Mount(); err != nil {
 			t.Fatal(err)
 		}
 		if got, _ := os.ReadFile(path); string(got) != "hello world" {
