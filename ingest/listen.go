@@ -23,7 +23,7 @@ type SyslogConfig struct {
 	// Listen is udp://host:port, tcp://host:port or unix:///path (a datagram
 	// socket, as /dev/log is).
 	Listen          string
-	MaxMessageBytes int // default 64 KiB; longer TCP frames are cut there
+	MaxMessageBytes int // default 64 KiB; longer messages are cut there (counted in Truncated)
 	Logger          *slog.Logger
 }
 
@@ -40,6 +40,9 @@ type Syslog struct {
 	Received atomic.Int64 // records committed
 	Bytes    atomic.Int64 // bytes of the committed records, as stored
 	Dropped  atomic.Int64 // datagram records that could not be stored
+	// Truncated counts messages longer than MaxMessageBytes: each was cut
+	// there and kept, as rsyslog's maxMessageSize does.
+	Truncated atomic.Int64
 
 	mu sync.Mutex
 	ln io.Closer
@@ -168,7 +171,10 @@ func (s *Syslog) serveStream(ctx context.Context, conn net.Conn) {
 
 	var batch [][]byte
 	for !failed.Load() {
-		msg, err := readFrame(br, s.cfg.MaxMessageBytes)
+		msg, cut, err := readFrame(br, s.cfg.MaxMessageBytes)
+		if cut {
+			s.Truncated.Add(1)
+		}
 		if len(msg) > 0 {
 			batch = append(batch, s.envelope(msg, peer))
 		}
@@ -220,57 +226,69 @@ func (s *Syslog) storeStream(ctx context.Context, batch [][]byte) bool {
 }
 
 // readFrame reads one message: "LEN SP MSG" when the frame starts with a
-// digit (octet counting), else up to the next newline.
-func readFrame(br *bufio.Reader, max int) ([]byte, error) {
+// digit (octet counting), else up to the next newline. A message longer than
+// max is cut there and kept; cut says so.
+func readFrame(br *bufio.Reader, max int) (msg []byte, cut bool, err error) {
 	first, err := br.Peek(1)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if first[0] >= '1' && first[0] <= '9' {
 		lenStr, err := br.ReadString(' ')
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		n, perr := strconv.Atoi(lenStr[:len(lenStr)-1])
 		if perr != nil || n <= 0 {
 			// Not a length after all: keep it as the start of a line.
-			rest, err := readLine(br, max)
-			return append([]byte(lenStr), rest...), err
+			rest, cut, err := readLine(br, max-min(len(lenStr), max))
+			return append([]byte(lenStr), rest...), cut || len(lenStr) > max, err
 		}
-		// Keep at most max bytes; a frame that claims more is cut there, and
-		// the claim cannot make us allocate it.
+		// The claim cannot make us allocate more than max.
 		msg := make([]byte, min(n, max))
 		if _, err := io.ReadFull(br, msg); err != nil {
-			return msg, err
+			return msg, false, err
 		}
 		if n > max {
 			if _, err := io.CopyN(io.Discard, br, int64(n-max)); err != nil {
-				return msg, err
+				return msg, true, err
 			}
 		}
-		return msg, nil
+		return msg, n > max, nil
 	}
 	return readLine(br, max)
 }
 
-// readLine reads up to the next newline and keeps at most max bytes of it,
-// as readFrame keeps at most max bytes of a counted frame: a longer line is
-// cut there, never dropped. A line that fits in br's buffer is returned in
-// place, without a copy: it is valid until the next read from br.
-func readLine(br *bufio.Reader, max int) ([]byte, error) {
+// readLine reads up to the next newline and keeps at most max bytes of the
+// message (its newline not counted). A line that fits in br's buffer is
+// returned in place, without a copy: it is valid until the next read from br.
+func readLine(br *bufio.Reader, max int) (line []byte, cut bool, err error) {
 	chunk, err := br.ReadSlice('\n')
 	if err != bufio.ErrBufferFull {
-		return chunk[:min(len(chunk), max)], err
+		if withoutNewline(chunk) <= max {
+			return chunk, false, err
+		}
+		return chunk[:max], true, err
 	}
 	// A longer line is gathered across reads, into a copy of its own.
-	line := append([]byte(nil), chunk[:min(len(chunk), max)]...)
+	line = append(line, chunk[:min(len(chunk), max)]...)
+	total := len(chunk)
 	for {
 		chunk, err := br.ReadSlice('\n')
 		line = append(line, chunk[:min(len(chunk), max-len(line))]...)
 		if err != bufio.ErrBufferFull {
-			return line, err
+			return line, total+withoutNewline(chunk) > max, err
 		}
+		total += len(chunk)
 	}
+}
+
+// withoutNewline is the length of b without its newline, if it ends in one.
+func withoutNewline(b []byte) int {
+	if n := len(b); n > 0 && b[n-1] == '\n' {
+		return n - 1
+	}
+	return len(b)
 }
 
 // serveDatagrams reads datagrams; a batcher stores them. A datagram that
@@ -279,7 +297,9 @@ func (s *Syslog) serveDatagrams(ctx context.Context, wg *sync.WaitGroup) error {
 	queue := make(chan []byte, 16*maxBatch)
 	wg.Go(func() { s.storeDatagrams(queue) })
 	defer close(queue)
-	buf := make([]byte, s.cfg.MaxMessageBytes)
+	// One byte over the limit tells a longer datagram (the kernel cuts it
+	// to the buffer) from one of exactly the limit.
+	buf := make([]byte, s.cfg.MaxMessageBytes+1)
 	for {
 		n, addr, err := s.pc.ReadFrom(buf)
 		if err != nil {
@@ -287,6 +307,10 @@ func (s *Syslog) serveDatagrams(ctx context.Context, wg *sync.WaitGroup) error {
 				return nil
 			}
 			return fmt.Errorf("syslog: read on %s: %w", s.cfg.Listen, err)
+		}
+		if n > s.cfg.MaxMessageBytes {
+			n = s.cfg.MaxMessageBytes
+			s.Truncated.Add(1)
 		}
 		rec := s.envelope(buf[:n], hostOf(addr))
 		select {

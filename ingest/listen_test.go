@@ -178,14 +178,17 @@ func TestSyslogTCPStream(t *testing.T) {
 }
 
 func TestReadFrame(t *testing.T) {
-	br := bufio.NewReader(strings.NewReader("5 hello3 abcline one\n999999999 x"))
-	for _, want := range []string{"hello", "abc", "line one\n"} {
-		got, err := readFrame(br, 1024)
-		if err != nil || string(got) != want {
-			t.Fatalf("frame = %q, %v; want %q", got, err, want)
+	br := bufio.NewReader(strings.NewReader("5 hello3 abcline one\n12 twelve bytes9 cut here\n999999999 x"))
+	for _, want := range []struct {
+		msg string
+		cut bool
+	}{{"hello", false}, {"abc", false}, {"line one\n", false}, {"twelve b", true}, {"cut here", true}} {
+		got, cut, err := readFrame(br, 8)
+		if err != nil || string(got) != want.msg || cut != want.cut {
+			t.Fatalf("frame = %q, cut %v, %v; want %q, cut %v", got, cut, err, want.msg, want.cut)
 		}
 	}
-	if got, err := readFrame(br, 1024); err == nil || len(got) > 1024 {
+	if got, _, err := readFrame(br, 1024); err == nil || len(got) > 1024 {
 		t.Fatalf("a frame claiming 999999999 bytes: %d bytes, %v", len(got), err)
 	}
 }
@@ -199,9 +202,12 @@ func TestReadLine(t *testing.T) {
 			if strings.HasPrefix(want, "w") {
 				max = 12 // a line inside the buffer, over the limit
 			}
-			got, err := readLine(br, max)
+			got, cut, err := readLine(br, max)
 			if string(got) != want {
 				t.Fatalf("line = %q, want %q", got, want)
+			}
+			if wantCut := strings.HasPrefix(want, "z") || strings.HasPrefix(want, "w"); cut != wantCut {
+				t.Fatalf("line %q: cut = %v, want %v", got, cut, wantCut)
 			}
 			if want == "last" && err != io.EOF {
 				t.Fatalf("last line: err = %v, want EOF", err)
@@ -239,5 +245,48 @@ func TestSyslogUDPDrops(t *testing.T) {
 func TestDefaultListenIsLoopback(t *testing.T) {
 	if srv := NewHTTPServer("", NewHTTP(HTTPConfig{}, nil)); !strings.HasPrefix(srv.Addr, "127.0.0.1:") {
 		t.Fatalf("default listen address %q is not loopback", srv.Addr)
+	}
+}
+
+func TestSyslogTruncated(t *testing.T) {
+	for _, listen := range []string{"tcp://127.0.0.1:0", "udp://127.0.0.1:0"} {
+		t.Run("a message over the limit is cut there, stored and counted over "+listen[:3], func(t *testing.T) {
+			q := openQueue(t, 0)
+			s, err := NewSyslog(SyslogConfig{Listen: listen, MaxMessageBytes: 40}, QueueAppender{Queue: q})
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr, err := s.Listen()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- s.Serve(ctx) }()
+			defer func() { cancel(); <-done }()
+			conn, err := net.Dial(addr.Network(), addr.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			short := "<14>1 - h app - - - fits"
+			long := "<14>1 - h app - - - " + strings.Repeat("y", 50)
+			for _, m := range []string{short, long} {
+				if _, err := conn.Write([]byte(m + "\n")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			conn.Close()
+			deadline := time.Now().Add(10 * time.Second)
+			for s.Received.Load() < 2 && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			got := stored(t, q)
+			if len(got) != 2 || got[0]["message"] != "fits" || got[1]["message"] != strings.Repeat("y", 40-len("<14>1 - h app - - - ")) {
+				t.Fatalf("stored %v", got)
+			}
+			if n := s.Truncated.Load(); n != 1 {
+				t.Fatalf("Truncated = %d, want 1", n)
+			}
+		})
 	}
 }

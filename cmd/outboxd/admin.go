@@ -106,6 +106,7 @@ func (d *daemon) metrics() *prometheus.Registry {
 		counter("outboxd_ingest_records_total", "Records accepted (committed).", l, func() float64 { return float64(s.Received.Load()) })
 		counter("outboxd_ingest_bytes_total", "Bytes of the accepted records.", l, func() float64 { return float64(s.Bytes.Load()) })
 		counter("outboxd_ingest_dropped_records_total", "Datagrams that could not be stored (UDP cannot push back).", l, func() float64 { return float64(s.Dropped.Load()) })
+		counter("outboxd_ingest_truncated_records_total", "Messages longer than 64 KiB, cut there and stored.", l, func() float64 { return float64(s.Truncated.Load()) })
 	}
 	return reg
 }
