@@ -18,7 +18,12 @@ import (
 
 func startSyslog(t *testing.T, listen string, q *outbox.Queue[[]byte]) (*Syslog, net.Addr) {
 	t.Helper()
-	s, err := NewSyslog(SyslogConfig{Listen: listen}, QueueAppender{Queue: q})
+	return startSyslogConfig(t, SyslogConfig{Listen: listen}, q)
+}
+
+func startSyslogConfig(t *testing.T, cfg SyslogConfig, q *outbox.Queue[[]byte]) (*Syslog, net.Addr) {
+	t.Helper()
+	s, err := NewSyslog(cfg, QueueAppender{Queue: q})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,18 +257,7 @@ func TestSyslogTruncated(t *testing.T) {
 	for _, listen := range []string{"tcp://127.0.0.1:0", "udp://127.0.0.1:0"} {
 		t.Run("a message over the limit is cut there, stored and counted over "+listen[:3], func(t *testing.T) {
 			q := openQueue(t, 0)
-			s, err := NewSyslog(SyslogConfig{Listen: listen, MaxMessageBytes: 40}, QueueAppender{Queue: q})
-			if err != nil {
-				t.Fatal(err)
-			}
-			addr, err := s.Listen()
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- s.Serve(ctx) }()
-			defer func() { cancel(); <-done }()
+			s, addr := startSyslogConfig(t, SyslogConfig{Listen: listen, MaxMessageBytes: 40}, q)
 			conn, err := net.Dial(addr.Network(), addr.String())
 			if err != nil {
 				t.Fatal(err)
@@ -276,11 +270,7 @@ func TestSyslogTruncated(t *testing.T) {
 				}
 			}
 			conn.Close()
-			deadline := time.Now().Add(10 * time.Second)
-			for s.Received.Load() < 2 && time.Now().Before(deadline) {
-				time.Sleep(10 * time.Millisecond)
-			}
-			got := stored(t, q)
+			got := waitRecords(t, q, 2)
 			if len(got) != 2 || got[0]["message"] != "fits" || got[1]["message"] != strings.Repeat("y", 40-len("<14>1 - h app - - - ")) {
 				t.Fatalf("stored %v", got)
 			}
