@@ -89,6 +89,12 @@ type Sink struct {
 	BatchBytes   Size          `koanf:"batch_bytes"`
 	Linger       time.Duration `koanf:"linger"`
 	Retry        Retry         `koanf:"retry"`
+
+	// WhenFull is what a full queue of this sink does to ingest: block
+	// (the default: back-pressure to every sender, nothing lost),
+	// drop_newest or drop_oldest (best effort: the other sinks get the
+	// record, this one's drop is counted).
+	WhenFull string `koanf:"when_full"`
 }
 
 // SASL for Kafka.

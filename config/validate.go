@@ -108,6 +108,9 @@ func (c *Config) validateListeners(add func(error)) {
 }
 
 func (s Sink) validate(path string, add func(error)) {
+	if s.WhenFull != "" && !slices.Contains([]string{"block", "drop_newest", "drop_oldest"}, s.WhenFull) {
+		add(problem(path+".when_full", "%q: want block, drop_newest or drop_oldest", s.WhenFull))
+	}
 	switch s.Type {
 	case "kafka":
 		if len(s.Brokers) == 0 {

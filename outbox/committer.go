@@ -35,6 +35,14 @@ type writeOp struct {
 	group []*writeOp
 	done  chan error
 
+	// A group part's policy when its queue is full (SendBatches): how many
+	// of the table's oldest rows the write deletes first (DropOldest), and
+	// whether the committer left the part out at the byte limit.
+	whenFull   WhenFull
+	dropOldest int64
+	leftOut    bool
+	ping       bool // answered without a transaction: the committer is alive (Queue.Ping)
+
 	lastID  int64 // id of the op's last inserted row
 	deleted int64 // records of ts this op removed
 }
@@ -102,8 +110,8 @@ type committer struct {
 	// The disk limit (Options.MaxBytes): inserts that would take the pages
 	// in use past maxBytes are refused. usedBytes is re-read after every
 	// commit while a limit is set.
-	maxBytes  int64
-	usedBytes int64
+	maxBytes int64
+	used     atomic.Int64 // written by the committer only; Queue.Full reads it
 
 	lastShrink    time.Time
 	freeSince     time.Time // since when every check found the file mostly free
@@ -352,7 +360,7 @@ func (c *committer) gather(first *writeOp) []*writeOp {
 // each op in a transaction of its own, so that one bad op cannot fail the
 // others that happened to share its commit.
 func (c *committer) runBatch(batch []*writeOp) {
-	if batch = c.refuseOverLimit(c.refuseIfSpent(batch)); len(batch) == 0 {
+	if batch = c.refuseOverLimit(c.refuseIfSpent(c.answerPings(batch))); len(batch) == 0 {
 		return
 	}
 	err := c.inTx(batch)
@@ -372,6 +380,19 @@ func (c *committer) runBatch(batch []*writeOp) {
 		c.afterTx(err, []*writeOp{op})
 		c.finish([]*writeOp{op}, err)
 	}
+}
+
+// answerPings answers the pings in batch and returns the other ops.
+func (c *committer) answerPings(batch []*writeOp) []*writeOp {
+	keep := batch[:0]
+	for _, op := range batch {
+		if op.ping {
+			op.done <- nil
+			continue
+		}
+		keep = append(keep, op)
+	}
+	return keep
 }
 
 // afterTx spends the reserve when the disk is full, and tries to rebuild it
@@ -510,11 +531,9 @@ func (t *txn) apply(batch []*writeOp) error {
 				return err
 			}
 			for _, g := range op.group {
-				last, err := t.insertRows(g.ts.name, g.rows)
-				if err != nil {
+				if err := t.applyPart(g); err != nil {
 					return err
 				}
-				g.lastID, g.deleted = last, 0
 			}
 			continue
 		}
@@ -535,6 +554,26 @@ func (t *txn) apply(batch []*writeOp) error {
 		}
 	}
 	return flush()
+}
+
+// applyPart runs one queue's part of a SendBatches group: the oldest rows
+// it gives way with first (DropOldest), then its inserts. A part left out
+// at the byte limit writes nothing.
+func (t *txn) applyPart(g *writeOp) error {
+	g.lastID, g.deleted = 0, 0
+	if g.leftOut {
+		return nil
+	}
+	if g.dropOldest > 0 {
+		n, err := t.deleteOldest(g.ts.name, g.dropOldest)
+		if err != nil {
+			return err
+		}
+		g.deleted = n
+	}
+	last, err := t.insertRows(g.ts.name, g.rows)
+	g.lastID = last
+	return err
 }
 
 // applyOne runs an op that is not a plain insert.

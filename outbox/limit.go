@@ -23,21 +23,33 @@ func (c *committer) measureUsed(ctx context.Context) error {
 	if err != nil {
 		return dbError("measure the size of", c.path, err)
 	}
-	c.usedBytes = (pages - free) * size
+	c.used.Store((pages - free) * size)
 	return nil
 }
 
 // refuseOverLimit answers ops that would take the file past its disk limit
 // with ErrQueueFull, and returns the ops that may run. Deletes always run:
-// they are what makes room.
+// they are what makes room. A SendBatches group whose parts may drop gives
+// way first: its DropOldest tables evict their oldest records, then its
+// parts that may drop are left out; only if the parts that block still do
+// not fit is the whole group refused.
 func (c *committer) refuseOverLimit(batch []*writeOp) []*writeOp {
 	if c.maxBytes <= 0 || len(batch) == 0 {
 		return batch
 	}
+	if over := c.used.Load() + batchPayload(batch) - c.maxBytes; over > 0 {
+		// A page frees only once every row on it is gone: evict a sixteenth
+		// of the limit more than needed, so that pages really free and the
+		// next evictions come a while later, not on every write.
+		c.evictForBytes(batch, over+c.maxBytes/16)
+	}
 	keep := batch[:0:0]
-	used := c.usedBytes
+	used := c.used.Load()
 	for _, op := range batch {
 		add := op.payloadBytes()
+		if add > 0 && used+add > c.maxBytes {
+			add = op.leaveOutDroppable()
+		}
 		if add > 0 && used+add > c.maxBytes {
 			c.finish([]*writeOp{op}, fmt.Errorf("outbox: write %s: %w: %d bytes in use, %d more would pass the disk limit of %d bytes",
 				c.path, ErrQueueFull, used, add, c.maxBytes))
@@ -49,8 +61,30 @@ func (c *committer) refuseOverLimit(batch []*writeOp) []*writeOp {
 	return keep
 }
 
+func batchPayload(batch []*writeOp) int64 {
+	var n int64
+	for _, op := range batch {
+		n += op.payloadBytes()
+	}
+	return n
+}
+
+// leaveOutDroppable marks the group's parts that may drop as left out, and
+// returns what the op still adds.
+func (op *writeOp) leaveOutDroppable() int64 {
+	for _, g := range op.group {
+		if g.whenFull != Block {
+			g.leftOut = true
+		}
+	}
+	return op.payloadBytes()
+}
+
 // payloadBytes estimates what the op's new rows take on disk.
 func (op *writeOp) payloadBytes() int64 {
+	if op.leftOut {
+		return 0
+	}
 	var n int64
 	for _, r := range op.rows {
 		n += int64(len(r.data)) + rowOverhead

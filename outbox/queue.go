@@ -198,28 +198,64 @@ type Batch[T any] struct {
 // each) is on disk for all of them after a single fsync. A full queue makes
 // it wait, as SendBatch does.
 func SendBatches[T any](ctx context.Context, batches []Batch[T]) error {
-	if len(batches) == 0 {
+	targets := make([]Target[T], len(batches))
+	for i, b := range batches {
+		targets[i] = Target[T]{Queue: b.Queue, Items: b.Items}
+	}
+	return SendTargets(ctx, targets)
+}
+
+// Target is a SendTargets argument: items for one queue, and what happens
+// when that queue is full.
+type Target[T any] struct {
+	Queue *Queue[T]
+	Items []T
+	// WhenFull: Block (the zero value) makes the whole SendTargets wait for
+	// room; DropNewest and DropOldest never wait.
+	WhenFull WhenFull
+	// Dropped is set by SendTargets: how many of Items were left out for
+	// lack of room (DropNewest, or DropOldest with too little to give way).
+	// The oldest records that DropOldest deleted are counted by
+	// Queue.Evicted.
+	Dropped int
+}
+
+// SendTargets is SendBatches where each queue says what happens when it is
+// full: every record is stored for every target, or none is, except that a
+// target whose WhenFull is not Block may be left out (Target.Dropped).
+func SendTargets[T any](ctx context.Context, targets []Target[T]) error {
+	if len(targets) == 0 {
 		return nil
 	}
-	st := batches[0].Queue.store
+	st := targets[0].Queue.store
 	var parts []*writeOp
+	var from []int // parts[i] belongs to targets[from[i]]
 	undo := func() {
 		for _, p := range parts {
-			p.ts.unreserve(int64(len(p.rows)))
+			p.ts.unbook(p)
 		}
 	}
-	for _, b := range batches {
-		if b.Queue.store != st {
+	for i := range targets {
+		t := &targets[i]
+		t.Dropped = 0
+		if t.Queue.store != st {
 			undo()
-			return fmt.Errorf("outbox: send batches: %s and %s are different files", st.path, b.Queue.path)
+			return fmt.Errorf("outbox: send batches: %s and %s are different files", st.path, t.Queue.path)
 		}
-		op, err := b.Queue.prepare(ctx, b.Items)
+		var op *writeOp
+		var err error
+		if t.WhenFull == Block {
+			op, err = t.Queue.prepare(ctx, t.Items)
+		} else {
+			op, t.Dropped, err = t.Queue.prepareOrDrop(t.Items, t.WhenFull)
+		}
 		if err != nil {
 			undo()
 			return err
 		}
 		if op != nil {
 			parts = append(parts, op)
+			from = append(from, i)
 		}
 	}
 	if len(parts) == 0 {
@@ -230,6 +266,11 @@ func SendBatches[T any](ctx context.Context, batches []Batch[T]) error {
 	if err := st.commit.submit(ctx, group); err != nil {
 		undo()
 		return err
+	}
+	for i, p := range parts {
+		if p.leftOut {
+			targets[from[i]].Dropped = len(p.rows)
+		}
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // recordRow is the schema of a queue table, owned by GORM. Operators can read
@@ -34,8 +35,11 @@ type tableState struct {
 	claimMu sync.Mutex // serialises claims and releases (both move the cursor)
 
 	mu         sync.Mutex
-	count      int64 // rows in the table
-	reserved   int64 // rows handed to the committer, not yet committed
+	count      int64        // rows in the table
+	reserved   int64        // rows handed to the committer, not yet committed
+	dropping   int64        // oldest rows that booked DropOldest writes will delete
+	waiting    int          // writes waiting in reserve for room
+	evicted    atomic.Int64 // rows DropOldest deleted to make room
 	watermark  int64
 	cursor     int64
 	leases     []*leaseCore  // outstanding leases
@@ -116,8 +120,16 @@ func (ts *tableState) committed(op *writeOp) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	n := int64(len(op.rows))
-	ts.count += n - op.deleted
+	stored := n
+	if op.leftOut { // SendBatches left the part out at the byte limit
+		stored = 0
+	}
+	ts.count += stored - op.deleted
 	ts.reserved -= n
+	ts.dropping -= op.dropOldest
+	if op.dropOldest > 0 {
+		ts.evicted.Add(op.deleted)
+	}
 	if op.clears {
 		ts.gen++
 		ts.leases = nil
@@ -125,10 +137,10 @@ func (ts *tableState) committed(op *writeOp) {
 	if op.lastID > ts.watermark {
 		ts.watermark = op.lastID
 	}
-	if n > 0 {
+	if stored > 0 {
 		broadcast(&ts.dataAdded)
 	}
-	if op.deleted > 0 {
+	if op.deleted > 0 || stored < n {
 		broadcast(&ts.spaceFreed)
 	}
 }
@@ -144,12 +156,23 @@ func (ts *tableState) reserve(ctx context.Context, n, max int64, closing <-chan 
 			return nil
 		}
 		wait := ts.spaceFreed
+		ts.waiting++
 		ts.mu.Unlock()
+		var stop error
 		select {
 		case <-wait:
 		case <-closing:
-			return ErrClosed
+			stop = ErrClosed
 		case <-ctx.Done():
+			stop = ctx.Err()
+		}
+		ts.mu.Lock()
+		ts.waiting--
+		ts.mu.Unlock()
+		if errors.Is(stop, ErrClosed) {
+			return ErrClosed
+		}
+		if stop != nil {
 			return fmt.Errorf("%w (%d records, limit %d): %w", ErrQueueFull, ts.len(), max, ctx.Err())
 		}
 	}

@@ -52,15 +52,20 @@ type sinkHealth struct {
 	LastError    string    `json:"last_error,omitempty"`
 }
 
-// readyz is 200 while ingest is open, the outbox takes records (its disk is
-// not full) and no sink has failed for longer than failingTooLong; the body
-// says which sinks fail and since when.
+// readyz is 200 while ingest is open and not blocked (no sink with when_full
+// block has a full queue), the outbox takes records (its disk is not full)
+// and no sink has failed for longer than failingTooLong; the body says which
+// sinks fail and since when, and which block ingest.
 func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
 	body := struct {
-		Ready  bool                  `json:"ready"`
-		Outbox string                `json:"outbox_error,omitempty"`
-		Sinks  map[string]sinkHealth `json:"sinks"`
+		Ready     bool                  `json:"ready"`
+		Outbox    string                `json:"outbox_error,omitempty"`
+		BlockedBy []string              `json:"ingest_blocked_by,omitempty"`
+		Sinks     map[string]sinkHealth `json:"sinks"`
 	}{Ready: d.ready.Load(), Sinks: map[string]sinkHealth{}}
+	if body.BlockedBy = d.router.Blocking(); len(body.BlockedBy) > 0 {
+		body.Ready = false // every sender waits, or hears 503, until these sinks drain
+	}
 	d.sinks.each(func(s *sinkRun) {
 		snap, err := s.worker.Snapshot(r.Context())
 		h := sinkHealth{QueueDepth: snap.QueueDepth, LastError: snap.LastError}
@@ -125,6 +130,9 @@ var (
 	descOldest    = prometheus.NewDesc("outboxd_queue_oldest_age_seconds", "Age of the oldest queued record; 0 when empty.", []string{"sink"}, nil)
 	descFailing   = prometheus.NewDesc("outboxd_sink_failing_seconds", "How long the sink has been failing; 0 when healthy.", []string{"sink"}, nil)
 	descBackoff   = prometheus.NewDesc("outboxd_sink_backoff_seconds", "The current wait before the next attempt.", []string{"sink"}, nil)
+	descDropped   = prometheus.NewDesc("outboxd_sink_dropped_records_total",
+		"Records a full sink's when_full policy dropped for it (stored for the other sinks): new ones left out, or the oldest deleted.",
+		[]string{"sink", "which"}, nil)
 	descDLQ       = prometheus.NewDesc("outboxd_dlq_records", "Records in the sink's dead-letter queue.", []string{"sink"}, nil)
 	descCommitLat = prometheus.NewDesc("outboxd_outbox_commit_seconds", "Time per outbox commit: its statements and its fsync.", nil, nil)
 	descGroup     = prometheus.NewDesc("outboxd_outbox_group_commit_writes", "Writes (ingest requests, acks) that shared one outbox commit.", nil, nil)
@@ -164,6 +172,8 @@ func (c sinkCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descFailing, failing)
 		gauge(descBackoff, sn.Backoff.Seconds())
 		gauge(descDLQ, float64(dlq["sink_"+s.name]))
+		ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(c.d.router.Dropped(s.name)), s.name, "newest")
+		ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(s.queue.Evicted()), s.name, "oldest")
 		if stats == nil {
 			cs := s.queue.CommitStats()
 			stats = &cs

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"os"
 	"strconv"
@@ -29,19 +30,40 @@ func sdNotify(state string) error {
 }
 
 // watchdog pings systemd at half the interval WATCHDOG_USEC asks for, until
-// ctx ends; status adds a STATUS= line to each ping.
-func watchdog(ctx context.Context, status func() string) {
+// ctx ends, but only while alive says the daemon makes progress: a ping
+// means "working", not "the process exists". alive gets a quarter of the
+// interval to answer. status adds a STATUS= line to each ping.
+func watchdog(ctx context.Context, alive func(context.Context) error, status func() string, log *slog.Logger) {
 	usec, err := strconv.ParseInt(os.Getenv("WATCHDOG_USEC"), 10, 64)
 	if err != nil || usec <= 0 {
 		return
 	}
-	t := time.NewTicker(time.Duration(usec) * time.Microsecond / 2)
+	interval := time.Duration(usec) * time.Microsecond
+	t := time.NewTicker(interval / 2)
 	defer t.Stop()
+	var stuck string // the last reason logged; "" while alive
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			actx, cancel := context.WithTimeout(ctx, interval/4)
+			err := alive(actx)
+			cancel()
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				if err.Error() != stuck {
+					log.Error("watchdog: not pinging systemd, the daemon makes no progress", "err", err)
+					stuck = err.Error()
+				}
+				continue
+			}
+			if stuck != "" {
+				log.Info("watchdog: progress again, pinging systemd")
+				stuck = ""
+			}
 			sdNotify("WATCHDOG=1\nSTATUS=" + status())
 		}
 	}

@@ -16,10 +16,13 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/outboxd/outboxd/config"
 	"github.com/outboxd/outboxd/forwarders"
 	"github.com/outboxd/outboxd/ingest"
+	"github.com/outboxd/outboxd/ingest/route"
+	"github.com/outboxd/outboxd/outbox"
 )
 
 const systemConfig = "/etc/outboxd/config.yaml"
@@ -97,10 +100,13 @@ type daemon struct {
 	configFlag string // the -config flag: where a reload reads from
 	log        *slog.Logger
 	sinks      sinkSet
-	router     router
+	router     *route.Router
 	http       *ingest.HTTP
 	syslogs    []*ingest.Syslog
 	ready      atomic.Bool
+
+	probe         chan chan struct{} // the watchdog asks the signal loop whether it still answers
+	reloadStarted atomic.Int64       // UnixNano of the running reload's start; 0 when none runs
 }
 
 // run starts the outbox and the forwarders, then ingest, and stops them in
@@ -121,7 +127,9 @@ func (d *daemon) run(ctx context.Context) error {
 		return err
 	}
 	defer d.stopSinks()
-	d.router.install(d.cfg.Routes, d.sinks.queues())
+	d.router = route.New(d.log)
+	d.router.Install(d.cfg.Routes, d.sinks.routed())
+	d.probe = make(chan chan struct{})
 
 	ingestCtx, stopIngest := context.WithCancel(context.Background())
 	var ingesting sync.WaitGroup
@@ -142,17 +150,18 @@ func (d *daemon) run(ctx context.Context) error {
 	d.log.Info("outboxd ready")
 	sdNotify("READY=1\nSTATUS=" + d.status(ctx))
 	wdCtx, stopWatchdog := context.WithCancel(ctx)
-	var pinging sync.WaitGroup
-	pinging.Go(func() { watchdog(wdCtx, func() string { return d.status(wdCtx) }) })
+	var pinging, reloads sync.WaitGroup
+	pinging.Go(func() { watchdog(wdCtx, d.alive, func() string { return d.status(wdCtx) }, d.log) })
 
-	d.serveSignals(ctx)
+	d.serveSignals(ctx, &reloads)
+	go exitOnSecondSignal(d.log)
 	stopWatchdog()
 	pinging.Wait()
 	sdNotify("STOPPING=1\nSTATUS=stopping")
-	go exitOnSecondSignal(d.log)
 	d.log.Info("stopping: ingest first, then forwarders (grace period " + d.cfg.GracePeriod.String() + ")")
 	d.ready.Store(false)
 	stopIngest()
+	reloads.Wait() // a reload still running ends now that ingest stopped: it waits on nothing else for long
 	shutCtx, cancel := context.WithTimeout(context.Background(), d.cfg.GracePeriod)
 	for _, srv := range []*http.Server{httpSrv, adminSrv} {
 		if srv != nil {
@@ -164,27 +173,90 @@ func (d *daemon) run(ctx context.Context) error {
 	return nil // the deferred stopSinks stops the forwarders, then closes the outbox
 }
 
-// serveSignals reloads the configuration on SIGHUP until ctx ends.
-func (d *daemon) serveSignals(ctx context.Context) {
+// serveSignals reloads the configuration on SIGHUP until ctx ends (SIGTERM
+// or SIGINT). A reload runs in its own goroutine, owned by reloads, so that
+// the loop keeps answering signals and the watchdog's probe while it runs;
+// SIGHUPs that arrive meanwhile make one more reload after it.
+func (d *daemon) serveSignals(ctx context.Context, reloads *sync.WaitGroup) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	var reloading chan struct{} // closed when the running reload ends; nil when none runs
+	pending := false
+	start := func() chan struct{} {
+		done := make(chan struct{})
+		reloads.Go(func() {
+			defer close(done)
+			d.reloadFromFile(ctx)
+		})
+		return done
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case reply := <-d.probe:
+			close(reply)
 		case <-hup:
-			sdNotify("RELOADING=1")
-			next, origin, err := loadConfig(d.configFlag)
-			if err == nil {
-				err = d.reload(ctx, next)
+			if reloading != nil {
+				pending = true
+				continue
 			}
-			if err != nil {
-				d.log.Error("reload refused; the running configuration stays", "config", origin, "err", err)
+			reloading = start()
+		case <-reloading:
+			reloading = nil
+			if pending {
+				pending, reloading = false, start()
 			}
-			sdNotify("READY=1\nSTATUS=" + d.status(ctx))
 		}
 	}
+}
+
+// reloadFromFile reads the configuration again and applies it.
+func (d *daemon) reloadFromFile(ctx context.Context) {
+	d.reloadStarted.Store(time.Now().UnixNano())
+	defer d.reloadStarted.Store(0)
+	sdNotify("RELOADING=1")
+	next, origin, err := loadConfig(d.configFlag)
+	if err == nil {
+		err = d.reload(ctx, next)
+	}
+	if err != nil {
+		d.log.Error("reload refused; the running configuration stays", "config", origin, "err", err)
+	}
+	sdNotify("READY=1\nSTATUS=" + d.status(ctx))
+}
+
+// alive returns nil while the daemon makes progress: the signal loop
+// answers, the outbox's committer answers (a commit stuck on a hung disk
+// does not), and no reload has run for much longer than a grace period
+// (stopping a sink's worker is the longest a reload waits). The watchdog
+// pings systemd only then, so that systemd restarts a hung outboxd.
+func (d *daemon) alive(ctx context.Context) error {
+	reply := make(chan struct{})
+	select {
+	case d.probe <- reply:
+		<-reply
+	case <-ctx.Done():
+		return errors.New("the signal loop does not answer")
+	}
+	if at := d.reloadStarted.Load(); at != 0 {
+		if took := time.Since(time.Unix(0, at)); took > 2*d.cfg.GracePeriod+30*time.Second {
+			return fmt.Errorf("a reload has been running for %s", took.Round(time.Second))
+		}
+	}
+	var q *outbox.Queue[[]byte]
+	d.sinks.each(func(s *sinkRun) {
+		if q == nil {
+			q = s.queue
+		}
+	})
+	if q != nil {
+		if err := q.Ping(ctx); err != nil {
+			return fmt.Errorf("the outbox committer does not answer: %w", err)
+		}
+	}
+	return nil
 }
 
 // status is the one-line STATUS= for systemd: queued records per sink.
@@ -239,7 +311,7 @@ func buildSink(name string, sc config.Sink, log *slog.Logger) (forwarders.Sink, 
 }
 
 func (d *daemon) startIngest(ctx context.Context, wg *sync.WaitGroup) (*http.Server, error) {
-	r := &d.router
+	r := d.router
 	var srv *http.Server
 	if h := d.cfg.Ingest.HTTP; h != nil {
 		endpoint := ingest.NewHTTP(ingest.HTTPConfig{Path: h.Path, Token: h.Token, MaxBodyBytes: int64(h.MaxBodyBytes),

@@ -11,6 +11,7 @@ import (
 
 	"github.com/outboxd/outboxd/config"
 	"github.com/outboxd/outboxd/forwarders"
+	"github.com/outboxd/outboxd/ingest/route"
 	"github.com/outboxd/outboxd/outbox"
 )
 
@@ -48,14 +49,23 @@ func (ss *sinkSet) each(f func(*sinkRun)) {
 	}
 }
 
-func (ss *sinkSet) queues() map[string]*outbox.Queue[[]byte] {
+// routed lists the running sinks as the router needs them.
+func (ss *sinkSet) routed() []route.Sink {
 	ss.mu.RLock()
 	defer ss.mu.RUnlock()
-	m := make(map[string]*outbox.Queue[[]byte], len(ss.sinks))
-	for name, s := range ss.sinks {
-		m[name] = s.queue
+	out := make([]route.Sink, 0, len(ss.sinks))
+	for _, name := range slices.Sorted(maps.Keys(ss.sinks)) {
+		s := ss.sinks[name]
+		out = append(out, route.Sink{Name: name, Queue: s.queue, WhenFull: whenFull(s.conf)})
 	}
-	return m
+	return out
+}
+
+// whenFull is the sink's when_full policy; validation refused any other
+// value than the three, and the empty one means block.
+func whenFull(sc config.Sink) outbox.WhenFull {
+	w, _ := outbox.ParseWhenFull(sc.WhenFull)
+	return w
 }
 
 // openQueue opens the queue of sink name: table sink_<name> in the outbox.
@@ -188,8 +198,12 @@ func (d *daemon) reload(ctx context.Context, next *config.Config) error {
 }
 
 // swap installs the new routes and sinks, then retires the sinks that are
-// gone: their workers stop, and their queues close once no request that
-// routed by the old table is still appending to them.
+// gone: their workers stop and their queues close. A request that routed by
+// the old table and still waits for room in a closed queue is routed again
+// by the new one (route.Router.Append); one that got its records committed
+// before the close left them on disk in the removed sink's table, as any
+// queued record of a removed sink is. Nothing here waits for a request:
+// a reload must not wait on requests that wait on the reload.
 func (d *daemon) swap(next *config.Config, started map[string]*sinkRun) {
 	d.sinks.mu.Lock()
 	var gone []*sinkRun
@@ -202,8 +216,8 @@ func (d *daemon) swap(next *config.Config, started map[string]*sinkRun) {
 	maps.Copy(d.sinks.sinks, started)
 	d.sinks.mu.Unlock()
 
-	queues := d.sinks.queues()
-	d.router.install(next.Routes, queues)
+	routed := d.sinks.routed()
+	d.router.Install(next.Routes, routed)
 	for _, s := range gone {
 		s.stop()
 		n, _ := s.queue.Len(context.Background())
@@ -212,7 +226,7 @@ func (d *daemon) swap(next *config.Config, started map[string]*sinkRun) {
 			"sink", s.name, "records", n)
 	}
 	d.cfg.Sinks, d.cfg.Routes = next.Sinks, next.Routes
-	d.log.Info("reload: applied", "sinks", slices.Sorted(maps.Keys(queues)), "changed", slices.Sorted(maps.Keys(started)))
+	d.log.Info("reload: applied", "sinks", slices.Sorted(maps.Keys(next.Sinks)), "changed", slices.Sorted(maps.Keys(started)))
 }
 
 // restartOnly names the settings that differ between a and b but only take
@@ -235,64 +249,4 @@ func restartOnly(a, b *config.Config) []string {
 	}
 	slices.Sort(keys)
 	return keys
-}
-
-// router is the daemon's ingest.Appender: it sends each request's records
-// to the queues of the first route that matches their source, in one commit.
-// A reload installs a new table; requests already routing by the old one
-// finish with it, and install's caller can wait for them.
-type router struct {
-	mu    sync.RWMutex
-	table *routeTable
-}
-
-type routeTable struct {
-	routes   []config.Route
-	queues   map[string]*outbox.Queue[[]byte]
-	all      []string // every sink, for a config without routes
-	inflight sync.WaitGroup
-}
-
-// install makes routes the table for new requests, and waits until every
-// request that routed by the old table is done with it.
-func (r *router) install(routes []config.Route, queues map[string]*outbox.Queue[[]byte]) {
-	r.mu.Lock()
-	old := r.table
-	r.table = &routeTable{routes: routes, queues: queues, all: slices.Sorted(maps.Keys(queues))}
-	r.mu.Unlock()
-	if old != nil {
-		old.inflight.Wait()
-	}
-}
-
-func (r *router) Append(ctx context.Context, source string, records [][]byte) error {
-	r.mu.RLock()
-	t := r.table
-	t.inflight.Add(1)
-	r.mu.RUnlock()
-	defer t.inflight.Done()
-	sinks := t.sinksFor(source)
-	if len(sinks) == 0 {
-		return fmt.Errorf("no route takes records from %s", source)
-	}
-	batches := make([]outbox.Batch[[]byte], len(sinks))
-	for i, s := range sinks {
-		batches[i] = outbox.Batch[[]byte]{Queue: t.queues[s], Items: records}
-	}
-	return outbox.SendBatches(ctx, batches)
-}
-
-// sinksFor applies the routes in order: the first whose sources include
-// source wins; a route without sources matches every record. With no routes
-// at all, every sink gets every record.
-func (t *routeTable) sinksFor(source string) []string {
-	if len(t.routes) == 0 {
-		return t.all
-	}
-	for _, rt := range t.routes {
-		if len(rt.Sources) == 0 || slices.Contains(rt.Sources, source) {
-			return rt.Sinks
-		}
-	}
-	return nil
 }
