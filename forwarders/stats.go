@@ -66,8 +66,10 @@ func (s *Stats) failed(err error, next time.Duration, log *slog.Logger) {
 	s.Retries.Add(1)
 	level := slog.LevelWarn
 	if _, ok := errors.AsType[*MisconfiguredError](err); ok {
-		// Someone has to act: this is not an outage that passes.
 		s.Misconfigured.Add(1)
+		level = slog.LevelError // someone has to act: this outage does not pass
+	}
+	if errors.Is(err, ErrDeadLettersFull) {
 		level = slog.LevelError
 	}
 	s.mu.Lock()
