@@ -32,7 +32,9 @@ type KafkaConfig struct {
 	// Default 1,000,000, under the broker's default message.max.bytes.
 	MaxMessageBytes int
 	BatchSize       int // messages per produce request and partition; default 1000
-	Logger          *slog.Logger
+	// Logger is unused: the worker logs every failure the sink returns,
+	// refused credentials included. Kept so that callers need not change.
+	Logger *slog.Logger
 }
 
 // SASL configures SASL authentication.
@@ -86,9 +88,6 @@ func NewKafka(cfg KafkaConfig) (*Kafka, error) {
 	}
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 1000
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
 	}
 	var tlsConf *tls.Config
 	if cfg.TLS != nil {
