@@ -30,6 +30,7 @@ type Config struct {
 	Durability   string          `koanf:"durability"`
 	MaxRecords   int             `koanf:"max_records"`
 	MaxDiskBytes Size            `koanf:"max_disk_bytes"`
+	MaxDLQBytes  Size            `koanf:"max_dlq_bytes"`
 	Ingest       Ingest          `koanf:"ingest"`
 	Sinks        map[string]Sink `koanf:"sinks"`
 	Routes       []Route         `koanf:"routes"`
@@ -79,6 +80,7 @@ type Sink struct {
 	Gzip        bool              `koanf:"gzip"`
 	Headers     map[string]string `koanf:"headers"`
 	BearerToken string            `koanf:"bearer_token"`
+	BasicAuth   *BasicAuth        `koanf:"basic_auth"`
 	Timeout     time.Duration     `koanf:"timeout"`
 
 	// both
@@ -102,6 +104,13 @@ type SASL struct {
 	Mechanism string `koanf:"mechanism"`
 	Username  string `koanf:"username"`
 	Password  string `koanf:"password"`
+}
+
+// BasicAuth for the HTTP sink. Write the password as ${VAR}, so that it
+// comes from the environment, not the file.
+type BasicAuth struct {
+	Username string `koanf:"username"`
+	Password string `koanf:"password"`
 }
 
 // TLS for a sink.
@@ -250,12 +259,20 @@ func ParseFile(path string) (*Config, error) {
 	return c, nil
 }
 
+// DefaultMaxDLQBytes is max_dlq_bytes when it is not set.
+const DefaultMaxDLQBytes = 1 << 30
+
 func (c *Config) applyDefaults() {
 	if c.DataDir == "" {
 		c.DataDir = "./outboxd-data"
 	}
 	if c.Durability == "" {
 		c.Durability = "full"
+	}
+	if c.MaxDLQBytes == 0 {
+		// The dead-letter file is small unless a sink refuses a lot; this
+		// bounds a refusal storm without being reached by ordinary use.
+		c.MaxDLQBytes = DefaultMaxDLQBytes
 	}
 	if c.GracePeriod == 0 {
 		c.GracePeriod = 10 * time.Second

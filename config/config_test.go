@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -125,6 +126,44 @@ func FuzzParse(f *testing.F) {
 		c, err := Parse(b)
 		if err == nil && len(c.Validate()) != 0 {
 			t.Fatal("Parse accepted an invalid configuration")
+		}
+	})
+}
+
+func TestHTTPSinkCredentials(t *testing.T) {
+	const base = "sinks:\n  h:\n    type: http\n    url: %s\n%sroutes:\n  - sinks: [h]\n"
+	t.Run("basic_auth takes its password from the environment", func(t *testing.T) {
+		t.Setenv("COLLECTOR_PASSWORD", "s3cret")
+		c, err := Parse(fmt.Appendf(nil, base, "https://collector.example.com/v1",
+			"    basic_auth:\n      username: shipper\n      password: ${COLLECTOR_PASSWORD}\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b := c.Sinks["h"].BasicAuth; b == nil || b.Username != "shipper" || b.Password != "s3cret" {
+			t.Fatalf("basic_auth = %+v", b)
+		}
+	})
+	t.Run("basic_auth without a username, or beside a bearer token, is refused", func(t *testing.T) {
+		_, err := Parse(fmt.Appendf(nil, base, "https://collector.example.com/v1",
+			"    bearer_token: t\n    basic_auth:\n      password: p\n"))
+		if err == nil || !strings.Contains(err.Error(), "sinks.h.basic_auth.username") || !strings.Contains(err.Error(), "bearer_token is set too") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("an invalid URL's secrets are not quoted", func(t *testing.T) {
+		_, err := Parse(fmt.Appendf(nil, base, "ftp://user:pa55word@host/x?token=t0ken", ""))
+		if err == nil || !strings.Contains(err.Error(), "sinks.h.url") || strings.Contains(err.Error(), "pa55word") || strings.Contains(err.Error(), "t0ken") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("max_dlq_bytes has a default and can be set", func(t *testing.T) {
+		c, err := Parse(fmt.Appendf(nil, base, "https://c/v1", ""))
+		if err != nil || c.MaxDLQBytes != DefaultMaxDLQBytes {
+			t.Fatalf("max_dlq_bytes = %d, %v", c.MaxDLQBytes, err)
+		}
+		c, err = Parse(append([]byte("max_dlq_bytes: 64MiB\n"), fmt.Appendf(nil, base, "https://c/v1", "")...))
+		if err != nil || c.MaxDLQBytes != 64<<20 {
+			t.Fatalf("max_dlq_bytes = %d, %v", c.MaxDLQBytes, err)
 		}
 	})
 }

@@ -130,7 +130,15 @@ func (s Sink) validate(path string, add func(error)) {
 		}
 	case "http":
 		if u, err := url.Parse(s.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			add(problem(path+".url", "%q: want http(s)://host/path", s.URL))
+			add(problem(path+".url", "%s: want http(s)://host/path", quoteURL(s.URL)))
+		}
+		if b := s.BasicAuth; b != nil {
+			if b.Username == "" {
+				add(problem(path+".basic_auth.username", "basic auth needs a username"))
+			}
+			if s.BearerToken != "" {
+				add(problem(path+".basic_auth", "bearer_token is set too; keep one"))
+			}
 		}
 		if s.Format != "" && s.Format != "ndjson" && s.Format != "json_array" {
 			add(problem(path+".format", "%q: want ndjson or json_array", s.Format))
@@ -141,4 +149,13 @@ func (s Sink) validate(path string, add func(error)) {
 	default:
 		add(problem(path+".type", "%q: want kafka, http or console", s.Type))
 	}
+}
+
+// quoteURL quotes a URL for an error message, unless it may hold a secret:
+// user info, a query, or anything that does not parse.
+func quoteURL(raw string) string {
+	if u, err := url.Parse(raw); err != nil || u.User != nil || u.RawQuery != "" {
+		return "(redacted: it may hold a secret)"
+	}
+	return fmt.Sprintf("%q", raw)
 }

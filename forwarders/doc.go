@@ -9,6 +9,11 @@
 // sink refuses for good go to the queue's dead-letter table with the sink's
 // reason, and the worker moves on. A record is never dropped.
 //
+// Only what a record itself did wrong is a refusal. A destination that
+// refuses the sink (credentials, URL, permissions) is retried like an
+// outage and logged as an error (MisconfiguredError), and the dead-letter
+// file has a limit at which refused records wait in the queue.
+//
 // Each sink has its own queue and its own worker, so a sink that is down for
 // days never slows a healthy one, and order is kept per sink: a batch is
 // retried whole, before anything after it is sent.

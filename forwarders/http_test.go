@@ -149,7 +149,7 @@ func TestHTTPOutage(t *testing.T) {
 }
 
 func TestHTTPRejections(t *testing.T) {
-	t.Run("a batch refused with 400 goes to the DLQ with the reason and the next batches are delivered", func(t *testing.T) {
+	t.Run("a batch refused with 400 is split until the refused record stands alone; only it goes to the DLQ", func(t *testing.T) {
 		q := openQueue(t)
 		c := newCollector(t)
 		c.setAnswer(func(req int, body []byte) int {
@@ -161,24 +161,34 @@ func TestHTTPRejections(t *testing.T) {
 		fill(t, q, 0, 3000)
 		w := httpWorker(t, q, HTTPConfig{URL: c.URL}, Config{Batching: Batching{MaxRecords: 1000, Linger: -1}})
 		stop := runWorker(t, w)
-		waitFor(t, "2000 records", 30*time.Second, func() bool { return len(c.records()) >= 2000 })
+		waitFor(t, "2999 records", 30*time.Second, func() bool { return len(c.records()) >= 2999 })
 		stop()
 		got := c.records()
-		if len(got) != 2000 || numberOf(t, got[999]) != 999 || numberOf(t, got[1000]) != 2000 {
+		if len(got) != 2999 || numberOf(t, got[999]) != 999 || numberOf(t, got[1000]) != 1001 {
 			t.Fatalf("collector got %d records", len(got))
 		}
-		db, _ := sql.Open("sqlite", outbox.DLQPath(q.Path()))
-		defer db.Close()
-		var n int
-		var reason string
-		db.QueryRow(`SELECT COUNT(*), MIN(error_message) FROM sink_dlq`).Scan(&n, &reason)
-		if n != 1000 || !strings.Contains(reason, "400") || !strings.Contains(reason, "collector says no") {
+		n, reason := dlqOf(t, q)
+		if n != 1 || !strings.Contains(reason, "400") || !strings.Contains(reason, "collector says no") {
 			t.Fatalf("DLQ holds %d records, reason %q", n, reason)
 		}
-		if w.Stats().Rejected.Load() != 1000 {
+		if w.Stats().Rejected.Load() != 1 {
 			t.Fatalf("Rejected = %d", w.Stats().Rejected.Load())
 		}
 	})
+}
+
+// dlqOf counts q's dead letters and returns the first reason.
+func dlqOf(t *testing.T, q *outbox.Queue[[]byte]) (int, string) {
+	t.Helper()
+	db, err := sql.Open("sqlite", outbox.DLQPath(q.Path()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	var reason sql.NullString
+	db.QueryRow(`SELECT COUNT(*), MIN(error_message) FROM sink_dlq`).Scan(&n, &reason)
+	return n, reason.String
 }
 
 func TestRetryAfter(t *testing.T) {

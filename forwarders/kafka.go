@@ -2,6 +2,7 @@ package forwarders
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,7 +32,9 @@ type KafkaConfig struct {
 	// Default 1,000,000, under the broker's default message.max.bytes.
 	MaxMessageBytes int
 	BatchSize       int // messages per produce request and partition; default 1000
-	Logger          *slog.Logger
+	// Logger is unused: the worker logs every failure the sink returns,
+	// refused credentials included. Kept so that callers need not change.
+	Logger *slog.Logger
 }
 
 // SASL configures SASL authentication.
@@ -44,11 +47,14 @@ type SASL struct {
 // Kafka produces each record as one message. A batch counts as delivered
 // only when kafka-go reports every message written with the required acks.
 type Kafka struct {
-	cfg    KafkaConfig
-	writer *kafka.Writer
-	log    *slog.Logger
-	// AuthFailures counts authorization refusals: they dead-letter records,
-	// so they are also logged as errors.
+	cfg       KafkaConfig
+	writer    *kafka.Writer
+	transport *kafka.Transport
+	// stop ends the transport's background work (metadata refresh, dials
+	// in progress), which lives in the transport's own context.
+	stop context.CancelFunc
+	// AuthFailures counts failed writes that the broker refused for the
+	// sink's credentials or permissions; the records stay queued.
 	AuthFailures atomic.Int64
 }
 
@@ -83,15 +89,14 @@ func NewKafka(cfg KafkaConfig) (*Kafka, error) {
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 1000
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	tr := &kafka.Transport{SASL: mech, ClientID: "outboxd", DialTimeout: 10 * time.Second}
+	var tlsConf *tls.Config
 	if cfg.TLS != nil {
-		if tr.TLS, err = cfg.TLS.Config(); err != nil {
+		if tlsConf, err = cfg.TLS.Config(); err != nil {
 			return nil, fmt.Errorf("kafka sink %s: %w", cfg.Topic, err)
 		}
 	}
+	ctx, stop := context.WithCancel(context.Background())
+	tr := &kafka.Transport{SASL: mech, TLS: tlsConf, ClientID: "outboxd", DialTimeout: 10 * time.Second, Context: ctx}
 	w := &kafka.Writer{
 		Addr:         kafka.TCP(cfg.Brokers...),
 		Topic:        cfg.Topic,
@@ -110,7 +115,7 @@ func NewKafka(cfg KafkaConfig) (*Kafka, error) {
 		// The worker retries with its own backoff and sees every error.
 		MaxAttempts: 1,
 	}
-	return &Kafka{cfg: cfg, writer: w, log: cfg.Logger.With("topic", cfg.Topic)}, nil
+	return &Kafka{cfg: cfg, writer: w, transport: tr, stop: stop}, nil
 }
 
 func parseAcks(s string) (kafka.RequiredAcks, error) {
@@ -188,62 +193,76 @@ func (k *Kafka) Send(ctx context.Context, records [][]byte) error {
 	return retry
 }
 
-// classify sorts kafka-go's answer: permanent refusals into rejected, and
-// returns the first transient error, if any.
+// classify sorts kafka-go's answer: refusals of a record into rejected;
+// it returns the first error that keeps the other records from being
+// delivered, if any.
 func (k *Kafka) classify(err error, index []int, rejected map[int]string) error {
 	if err == nil {
 		return nil
 	}
 	var perMessage kafka.WriteErrors
 	if !errors.As(err, &perMessage) {
-		// The whole write failed: network, or the connection's SASL
-		// handshake. Wrong credentials keep the backlog queued (and say so
-		// loudly) rather than dead-lettering all of it.
-		if isAuth(err) {
-			k.AuthFailures.Add(1)
-			k.log.Error("kafka refused the sink's credentials; records stay queued", "err", err)
-		}
-		return fmt.Errorf("kafka sink %s: %w", k.cfg.Topic, err)
+		// The whole write failed: network, metadata, or the connection's
+		// SASL handshake.
+		return k.retryable(err)
 	}
-	var transient error
+	var retry error
 	for m, e := range perMessage {
 		switch {
 		case e == nil:
-		case isPermanent(e):
-			if isAuth(e) {
-				k.AuthFailures.Add(1)
-				k.log.Error("kafka refused the sink's credentials; records go to the dead-letter queue", "err", e)
-			}
+		case isRecordFault(e):
 			rejected[index[m]] = fmt.Sprintf("kafka sink %s: %v", k.cfg.Topic, e)
-		case transient == nil:
-			transient = fmt.Errorf("kafka sink %s: %w", k.cfg.Topic, e)
+		case retry == nil:
+			retry = k.retryable(e)
 		}
 	}
-	return transient
+	return retry
 }
 
-// permanentCodes are the broker answers that retrying cannot fix.
-var permanentCodes = map[kafka.Error]bool{
-	kafka.MessageSizeTooLarge:        true,
-	kafka.RecordListTooLarge:         true,
-	kafka.InvalidRecord:              true,
-	kafka.TopicAuthorizationFailed:   true,
-	kafka.ClusterAuthorizationFailed: true,
-	kafka.SASLAuthenticationFailed:   true,
+// retryable wraps an error that the batch is retried for. A refusal of the
+// sink's credentials or permissions is a *MisconfiguredError and counted:
+// kafka-go reports a SASL failure on a new connection once per message of
+// the batch (credentials revoked while running), and dead-lettering those
+// would empty the backlog into the DLQ.
+func (k *Kafka) retryable(err error) error {
+	err = fmt.Errorf("kafka sink %s: %w", k.cfg.Topic, err)
+	if isAuth(err) {
+		k.AuthFailures.Add(1)
+		return &MisconfiguredError{Err: err}
+	}
+	return err
 }
 
-func isPermanent(err error) bool {
+// recordFaults are the broker answers that blame a record: retrying cannot
+// fix them, and the other records are fine.
+var recordFaults = map[kafka.Error]bool{
+	kafka.MessageSizeTooLarge: true,
+	kafka.RecordListTooLarge:  true,
+	kafka.InvalidRecord:       true,
+}
+
+func isRecordFault(err error) bool {
 	var ke kafka.Error
 	if errors.As(err, &ke) {
-		return permanentCodes[ke]
+		return recordFaults[ke]
 	}
 	var tooLarge kafka.MessageTooLargeError
 	return errors.As(err, &tooLarge)
 }
 
+// authErrors are the broker answers that refuse the sink itself.
+var authErrors = map[kafka.Error]bool{
+	kafka.SASLAuthenticationFailed:           true,
+	kafka.UnsupportedSASLMechanism:           true,
+	kafka.IllegalSASLState:                   true,
+	kafka.TopicAuthorizationFailed:           true,
+	kafka.ClusterAuthorizationFailed:         true,
+	kafka.TransactionalIDAuthorizationFailed: true,
+}
+
 func isAuth(err error) bool {
 	var ke kafka.Error
-	return errors.As(err, &ke) && (ke == kafka.TopicAuthorizationFailed || ke == kafka.ClusterAuthorizationFailed || ke == kafka.SASLAuthenticationFailed)
+	return errors.As(err, &ke) && authErrors[ke]
 }
 
 // key returns the value of the configured key field, or nil.
@@ -266,5 +285,21 @@ func (k *Kafka) key(record []byte) []byte {
 	return []byte(raw)
 }
 
-// Close flushes and closes the writer.
-func (k *Kafka) Close() error { return k.writer.Close() }
+// Close flushes and closes the writer, then what the sink opened for it.
+// kafka-go's Writer.Close closes only a transport it made itself, and ours
+// is our own (for TLS and SASL): without the two calls below, each broker's
+// connection pool would live on, refreshing metadata every few seconds over
+// its open connections, once per sink removed by a reload.
+func (k *Kafka) Close() error {
+	err := k.writer.Close()
+	// Closes the idle connections, marks those in use to close when they
+	// are released, and cancels each pool's metadata goroutine.
+	k.transport.CloseIdleConnections()
+	// A pool grabbed while closing would start a new metadata goroutine;
+	// the transport's context ends those too.
+	k.stop()
+	if err != nil {
+		return fmt.Errorf("kafka sink %s: close: %w", k.cfg.Topic, err)
+	}
+	return nil
+}

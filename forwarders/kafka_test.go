@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/outboxd/outboxd/outbox"
+	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -205,8 +206,8 @@ func TestKafkaTooLarge(t *testing.T) {
 		}
 	})
 
-	t.Run("size and authorization refusals are permanent (authorization also counted), anything else is retried", func(t *testing.T) {
-		k := &Kafka{cfg: KafkaConfig{Topic: topic}, log: quietLog}
+	t.Run("size refusals are the record's; authorization refusals are retried and counted; anything else is retried", func(t *testing.T) {
+		k := &Kafka{cfg: KafkaConfig{Topic: topic}}
 		rejected := map[int]string{}
 		err := k.classify(errorsOf(nil, error(errTooLarge), error(errLeader)), []int{0, 1, 2}, rejected)
 		if len(rejected) != 1 || rejected[1] == "" || err == nil {
@@ -216,9 +217,16 @@ func TestKafkaTooLarge(t *testing.T) {
 		if err := k.classify(errors.New("dial tcp: connection refused"), []int{0}, rejected); err == nil || len(rejected) != 0 {
 			t.Fatalf("a network error: %v, %v", err, rejected)
 		}
-		rejected = map[int]string{}
-		if err := k.classify(errorsOf(error(errTopicAuth)), []int{0}, rejected); err != nil || len(rejected) != 1 || k.AuthFailures.Load() != 1 {
-			t.Fatalf("topic authorization: transient %v, rejected %v, counted %d", err, rejected, k.AuthFailures.Load())
+		for _, auth := range []error{errTopicAuth, kafka.ClusterAuthorizationFailed, kafka.SASLAuthenticationFailed} {
+			rejected = map[int]string{}
+			before := k.AuthFailures.Load()
+			err := k.classify(errorsOf(auth, auth), []int{0, 1}, rejected)
+			if _, ok := errors.AsType[*MisconfiguredError](err); !ok || len(rejected) != 0 || k.AuthFailures.Load() != before+1 {
+				t.Fatalf("%v per message: retry %v, rejected %v, counted %d", auth, err, rejected, k.AuthFailures.Load()-before)
+			}
+			if !strings.Contains(err.Error(), topic) {
+				t.Fatalf("%q does not name the sink's topic", err)
+			}
 		}
 	})
 }

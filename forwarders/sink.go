@@ -16,7 +16,13 @@ import (
 //     they go to the dead-letter queue. Its Retry field says whether the
 //     other records were delivered (nil) or failed transiently.
 //   - any other error is transient: the whole batch is sent again after a
-//     backoff, or after the delay a *ThrottledError asks for.
+//     backoff, or after the delay a *ThrottledError asks for. A
+//     *MisconfiguredError is transient too, and logged as an error.
+//
+// Only what a record itself did wrong (too large, malformed) is a
+// refusal. A destination that refuses the sink (credentials, address,
+// permissions) refuses every record alike; dead-lettering them would empty
+// the backlog into the DLQ over a rotated token, so that is retried.
 //
 // Send must return when ctx ends. A sink is used by one worker at a time.
 type Sink interface {
@@ -68,6 +74,19 @@ func (e *ThrottledError) Error() string {
 }
 
 func (e *ThrottledError) Unwrap() error { return e.Err }
+
+// MisconfiguredError is a transient failure that waiting alone will not
+// fix: the destination refused the sink's credentials, address or
+// permissions (HTTP 401, 403, 404; Kafka SASL or authorization failures).
+// The batch is retried until the configuration or the destination is
+// fixed; the worker logs it as an error and counts it.
+type MisconfiguredError struct{ Err error }
+
+func (e *MisconfiguredError) Error() string {
+	return "sink misconfigured or unauthorized: " + e.Err.Error()
+}
+
+func (e *MisconfiguredError) Unwrap() error { return e.Err }
 
 // outcome is what a worker does with a batch after one Send.
 type outcome struct {

@@ -1,6 +1,8 @@
 package forwarders
 
 import (
+	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -13,6 +15,9 @@ type Stats struct {
 	Batches     atomic.Int64 // batches the sink confirmed
 	Retries     atomic.Int64 // failed attempts that were retried
 	Rejected    atomic.Int64 // records moved to the dead-letter queue
+	// Misconfigured counts failed attempts that the destination refused
+	// for the sink's own settings (a *MisconfiguredError).
+	Misconfigured atomic.Int64
 
 	mu           sync.Mutex
 	failures     int // consecutive failed attempts
@@ -33,6 +38,7 @@ type Snapshot struct {
 	Batches             int64
 	Retries             int64
 	Rejected            int64
+	Misconfigured       int64
 	ConsecutiveFailures int
 	LastError           string
 	LastErrorAt         time.Time
@@ -47,7 +53,7 @@ func (s *Stats) snapshot() Snapshot {
 	defer s.mu.Unlock()
 	return Snapshot{
 		RecordsSent: s.RecordsSent.Load(), Batches: s.Batches.Load(),
-		Retries: s.Retries.Load(), Rejected: s.Rejected.Load(),
+		Retries: s.Retries.Load(), Rejected: s.Rejected.Load(), Misconfigured: s.Misconfigured.Load(),
 		ConsecutiveFailures: s.failures, LastError: s.lastError, LastErrorAt: s.lastErrorAt,
 		FailingSince: s.failingSince, Backoff: s.backoff,
 	}
@@ -58,6 +64,14 @@ func (s *Stats) snapshot() Snapshot {
 // alternate between refused, reset and timed out) does not flood the journal.
 func (s *Stats) failed(err error, next time.Duration, log *slog.Logger) {
 	s.Retries.Add(1)
+	level := slog.LevelWarn
+	if _, ok := errors.AsType[*MisconfiguredError](err); ok {
+		s.Misconfigured.Add(1)
+		level = slog.LevelError // someone has to act: this outage does not pass
+	}
+	if errors.Is(err, ErrDeadLettersFull) {
+		level = slog.LevelError
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
@@ -67,7 +81,7 @@ func (s *Stats) failed(err error, next time.Duration, log *slog.Logger) {
 	}
 	s.failures++
 	if s.failures == 1 || (msg != s.lastError && now.Sub(s.lastLogged) >= repeatLog) {
-		log.Warn("send failed; retrying", "err", msg, "attempt", s.failures, "retry_in", next,
+		log.Log(context.Background(), level, "send failed; retrying", "err", msg, "attempt", s.failures, "retry_in", next,
 			"failing_for", now.Sub(s.failingSince).Round(time.Millisecond))
 		s.lastLogged = now
 	}

@@ -90,7 +90,11 @@ type Config struct {
 	// context ends; then it is abandoned and its records stay in the queue.
 	// Default 5s.
 	DrainTimeout time.Duration
-	Logger       *slog.Logger
+	// MaxDeadLetterBytes limits the pages in use of the queue's dead-letter
+	// file (0: no limit). At the limit, a batch with refused records waits
+	// (failing, not resent) until the file has room again.
+	MaxDeadLetterBytes int64
+	Logger             *slog.Logger
 }
 
 // Worker forwards one queue to one sink.
@@ -102,7 +106,9 @@ type Worker struct {
 	retry Retry
 	drain time.Duration
 	log   *slog.Logger
-	stats *Stats
+	// maxDLQ is Config.MaxDeadLetterBytes.
+	maxDLQ int64
+	stats  *Stats
 
 	// sleep waits d or until ctx ends; tests replace it to run on a fake clock.
 	sleep func(ctx context.Context, d time.Duration) error
@@ -125,7 +131,7 @@ func NewWorker(cfg Config, src Source, sink Sink) *Worker {
 	return &Worker{
 		name: cfg.Name, src: src, sink: sink,
 		batch: cfg.Batching.withDefaults(), retry: cfg.Retry.withDefaults(),
-		drain: cfg.DrainTimeout, log: cfg.Logger.With("sink", cfg.Name),
+		drain: cfg.DrainTimeout, log: cfg.Logger.With("sink", cfg.Name), maxDLQ: cfg.MaxDeadLetterBytes,
 		stats: &Stats{}, sleep: sleepCtx,
 	}
 }
@@ -223,6 +229,10 @@ func (w *Worker) deliver(ctx context.Context, lease *outbox.Lease[[]byte]) {
 		err := w.sink.Send(sendCtx, lease.Items())
 		o := classify(err)
 		if len(o.rejected) > 0 {
+			if w.waitForDeadLetterRoom(ctx, lease.Items(), o.rejected) != nil {
+				w.release(lease) // stopped while the DLQ was full: sent again after the start
+				return
+			}
 			if derr := lease.DeadLetter(bg, o.rejected); derr != nil {
 				w.log.Error("move rejected records to the dead-letter queue", "err", derr)
 				o.retry = derr // keep them; try the whole batch again

@@ -292,6 +292,9 @@ func buildSink(name string, sc config.Sink, log *slog.Logger) (forwarders.Sink, 
 	case "http":
 		hc := forwarders.HTTPConfig{URL: sc.URL, Format: sc.Format, Gzip: sc.Gzip, Headers: sc.Headers,
 			BearerToken: sc.BearerToken, Timeout: sc.Timeout}
+		if b := sc.BasicAuth; b != nil {
+			hc.BasicUser, hc.BasicPassword = b.Username, b.Password
+		}
 		if tls != nil {
 			hc.TLS = *tls
 		}

@@ -93,7 +93,10 @@ func (d *daemon) startSink(name string, sc config.Sink, q *outbox.Queue[[]byte],
 		Batching:     forwarders.Batching{MaxRecords: sc.BatchRecords, MaxBytes: int(sc.BatchBytes), Linger: sc.Linger},
 		Retry:        forwarders.Retry{Initial: sc.Retry.Initial, Max: sc.Retry.Max, Multiplier: sc.Retry.Multiplier},
 		DrainTimeout: d.cfg.GracePeriod,
-		Logger:       d.log,
+		// The limit is the whole dead-letter file's, which every sink's
+		// worker checks before it adds to it.
+		MaxDeadLetterBytes: int64(d.cfg.MaxDLQBytes),
+		Logger:             d.log,
 	}, q, sink)
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &sinkRun{name: name, conf: sc, queue: q, worker: w, cancel: cancel, done: make(chan struct{})}
@@ -238,6 +241,7 @@ func restartOnly(a, b *config.Config) []string {
 		"durability":     a.Durability == b.Durability,
 		"max_records":    a.MaxRecords == b.MaxRecords,
 		"max_disk_bytes": a.MaxDiskBytes == b.MaxDiskBytes,
+		"max_dlq_bytes":  a.MaxDLQBytes == b.MaxDLQBytes,
 		"ingest":         reflect.DeepEqual(a.Ingest, b.Ingest),
 		"admin":          reflect.DeepEqual(a.Admin, b.Admin),
 		"log":            reflect.DeepEqual(a.Log, b.Log),
