@@ -36,6 +36,9 @@ const slabSize = 256 << 10
 // claims read through database/sql, when the driver's handle cannot be
 // reached (see handleOf).
 func openClaimReader(ctx context.Context, db *sql.DB) *claimReader {
+	if fastPathsOff.Load() {
+		return nil
+	}
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return nil
