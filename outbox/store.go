@@ -28,7 +28,7 @@ type store struct {
 	gorm       *gorm.DB
 	db         *sql.DB
 	commit     *committer
-	reader     *claimReader // nil: claims read through database/sql
+	reader     rowReader // nil: claims read through database/sql
 
 	mu     sync.Mutex
 	refs   int
@@ -209,9 +209,9 @@ func openStore(ctx context.Context, path string, fo fileOptions) (*store, error)
 		db.Close()
 		return nil, err
 	}
-	return &store{
-		path: path, durability: d, gorm: gdb, db: db, commit: c,
-		reader: openClaimReader(ctx, db),
-		tables: map[string]*tableState{},
-	}, nil
+	s := &store{path: path, durability: d, gorm: gdb, db: db, commit: c, tables: map[string]*tableState{}}
+	if r := openClaimReader(ctx, db); r != nil { // a nil *claimReader is not a nil rowReader
+		s.reader = r
+	}
+	return s, nil
 }
