@@ -131,6 +131,45 @@ func checkExistingFile(path string) error {
 	return nil
 }
 
+// fileMode is the mode of a database file. Records are logs, often with
+// secrets in them, for the daemon's user alone. SQLite gives the WAL and
+// the shm file the database file's mode, whatever the umask, but creates a
+// database with 0644 less the umask: so the file is created here first.
+const fileMode = 0o600
+
+// restrictFiles creates the database file at path with fileMode if it does
+// not exist, and takes the group's and others' permissions off an existing
+// one and its WAL and shm.
+func restrictFiles(path string) error {
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, fileMode)
+	if err == nil {
+		f.Close()
+		// The umask may have taken more than group and other bits.
+		if err := os.Chmod(path, fileMode); err != nil {
+			return fmt.Errorf("outbox: create %s: %w", path, err)
+		}
+		return nil
+	}
+	if !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("outbox: create %s: %w", path, err)
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		info, err := os.Stat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("outbox: check the mode of %s: %w", p, err)
+		}
+		if perm := info.Mode().Perm(); perm&^fileMode != 0 {
+			if err := os.Chmod(p, perm&fileMode); err != nil {
+				return fmt.Errorf("outbox: restrict %s (mode %04o) to its owner: %w", p, perm, err)
+			}
+		}
+	}
+	return nil
+}
+
 // dsn builds the connection string. Every pooled connection runs these
 // pragmas:
 //   - 8 KiB pages for a new file: a WAL commit writes each dirty page whole,
@@ -174,6 +213,9 @@ func openStore(ctx context.Context, path string, fo fileOptions) (*store, error)
 		return nil, fmt.Errorf("outbox: open %s: the path may not contain '?'", path)
 	}
 	if err := checkExistingFile(path); err != nil {
+		return nil, err
+	}
+	if err := restrictFiles(path); err != nil {
 		return nil, err
 	}
 	gdb, err := gorm.Open(sqlite.Open(dsn(path, d)), &gorm.Config{
