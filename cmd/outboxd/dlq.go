@@ -78,7 +78,7 @@ func dlqCommand(args []string, stdout, stderr io.Writer) int {
 	if verb == "purge" {
 		mode = "rw"
 	}
-	db, err = sql.Open("sqlite", "file:"+dlqPath+"?mode="+mode+"&_pragma=busy_timeout(10000)")
+	db, err = sql.Open("sqlite", sqliteURI(dlqPath, "mode="+mode+"&_pragma=busy_timeout(10000)"))
 	if err != nil {
 		fmt.Fprintln(stderr, "outboxd dlq:", err)
 		return 1
