@@ -68,3 +68,54 @@ func TestOddDataDir(t *testing.T) {
 		}
 	})
 }
+
+func TestDLQReplayMaxRecords(t *testing.T) {
+	t.Run("replay fills the queue up to max_records, not past it, and says so", func(t *testing.T) {
+		ctx := context.Background()
+		dataDir := t.TempDir()
+		dbPath := filepath.Join(dataDir, "outbox.db")
+		q, err := outbox.Open(ctx, dbPath, "sink_c", outbox.Options[[]byte]{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var recs [][]byte
+		for i := range 8 {
+			recs = append(recs, fmt.Appendf(nil, "r%d", i))
+		}
+		if err := q.SendBatch(ctx, recs); err != nil {
+			t.Fatal(err)
+		}
+		l, err := q.Claim(ctx, 8)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.DeadLetter(ctx, map[int]string{0: "x", 1: "x", 2: "x", 3: "x", 4: "x", 5: "x"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Release(ctx); err != nil { // 2 queued, 6 dead letters
+			t.Fatal(err)
+		}
+		q.Close()
+		cfgPath := filepath.Join(t.TempDir(), "config.yaml")
+		os.WriteFile(cfgPath, fmt.Appendf(nil, "data_dir: %q\nmax_records: 5\nsinks:\n  c:\n    type: console\n", dataDir), 0o600)
+		replay := func() (string, error) {
+			out, err := exec.Command(outboxdBinary(t), "dlq", "replay", "-sink", "c", "-config", cfgPath).CombinedOutput()
+			return string(out), err
+		}
+		out, err := replay()
+		if err != nil || !strings.Contains(out, "replayed 3 dead letters") || !strings.Contains(out, "max_records (5)") {
+			t.Fatalf("replay into a queue of 2 with max_records 5: %v\n%s", err, out)
+		}
+		if out, err := replay(); err == nil || !strings.Contains(out, "holds max_records (5) already") {
+			t.Fatalf("replay into a full queue: %v\n%s", err, out)
+		}
+		q, err = outbox.Open(ctx, dbPath, "sink_c", outbox.Options[[]byte]{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer q.Close()
+		if n, _ := q.Len(ctx); n != 5 {
+			t.Fatalf("the queue holds %d records after the replay, max_records is 5", n)
+		}
+	})
+}
