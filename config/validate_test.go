@@ -111,3 +111,16 @@ func TestWarnings(t *testing.T) {
 		}
 	})
 }
+
+func TestParseSizeOverflow(t *testing.T) {
+	t.Run("a size past int64 is refused, not wrapped", func(t *testing.T) {
+		for _, in := range []string{"9000000TiB", "9223372036854775807KiB"} {
+			if got, err := ParseSize(in); err == nil {
+				t.Errorf("ParseSize(%q) = %d, accepted", in, got)
+			}
+		}
+		if got, err := ParseSize("8388607TiB"); err != nil || got != 8388607<<40 {
+			t.Errorf("ParseSize(8388607TiB) = %d, %v", got, err)
+		}
+	})
+}
