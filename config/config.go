@@ -10,6 +10,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"reflect"
 	"regexp"
@@ -163,6 +164,9 @@ func ParseSize(s string) (Size, error) {
 	}
 	mult := map[string]int64{"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
 		"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}[m[2]]
+	if n > math.MaxInt64/mult { // the product would wrap, to a negative size or a small one
+		return 0, fmt.Errorf("size %q: more than %d bytes", s, int64(math.MaxInt64))
+	}
 	return Size(n * mult), nil
 }
 

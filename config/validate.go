@@ -2,8 +2,10 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"net"
 	"net/url"
+	"os"
 	"regexp"
 	"slices"
 	"sort"
@@ -11,6 +13,22 @@ import (
 )
 
 var sinkNameRE = regexp.MustCompile(`^[A-Za-z0-9_]{1,58}$`)
+
+// maxInt is the largest int of the platform. The record, message and batch
+// limits become ints, and 2 GiB wraps to a negative int on 32-bit ARM. A
+// variable, so that a test on a 64-bit machine can stand in for 32 bits.
+var maxInt int64 = math.MaxInt
+
+// checkSize refuses a negative size, and one that must become an int
+// (toInt) but is larger than the platform's int.
+func checkSize(path string, s Size, toInt bool, add func(error)) {
+	switch {
+	case s < 0:
+		add(problem(path, "%d is negative", s))
+	case toInt && int64(s) > maxInt:
+		add(problem(path, "%d bytes is more than this platform can hold (at most %d)", s, maxInt))
+	}
+}
 
 // problem is one validation error, with its key path.
 func problem(path, format string, args ...any) error {
@@ -26,6 +44,11 @@ func (c *Config) Validate() []error {
 	}
 	if c.MaxRecords < 0 {
 		add(problem("max_records", "%d is negative", c.MaxRecords))
+	}
+	checkSize("max_disk_bytes", c.MaxDiskBytes, false, add)
+	if h := c.Ingest.HTTP; h != nil {
+		checkSize("ingest.http.max_body_bytes", h.MaxBodyBytes, false, add)
+		checkSize("ingest.http.max_record_bytes", h.MaxRecordBytes, true, add)
 	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
 		add(problem("log.level", "%q: want debug, info, warn or error", c.Log.Level))
@@ -53,7 +76,13 @@ func (c *Config) Validate() []error {
 		if len(r.Sinks) == 0 {
 			add(problem(path+".sinks", "a route needs at least one sink"))
 		}
+		seen := map[string]bool{}
 		for _, s := range r.Sinks {
+			if seen[s] {
+				add(problem(path+".sinks", "%q is listed twice: every record would be stored and delivered twice", s))
+				continue
+			}
+			seen[s] = true
 			if _, ok := c.Sinks[s]; !ok {
 				add(problem(path+".sinks", "no sink named %q", s))
 			}
@@ -65,6 +94,45 @@ func (c *Config) Validate() []error {
 		}
 	}
 	return errs
+}
+
+// Warnings returns what is valid but probably not meant, each naming its
+// key: check prints them, and the configuration still loads.
+func (c *Config) Warnings() []error {
+	var warns []error
+	var inputs []string
+	if c.Ingest.HTTP != nil {
+		inputs = append(inputs, "http")
+	}
+	if len(c.Ingest.Syslog) > 0 {
+		inputs = append(inputs, "syslog")
+	}
+	for _, in := range inputs {
+		if !c.routed(in) {
+			warns = append(warns, problem("ingest."+in, "no route takes records from %s: they would be refused", in))
+		}
+	}
+	// Files in data_dir are 0600; their names, and a file an operator
+	// copies there, are not.
+	if info, err := os.Stat(c.DataDir); err == nil && info.IsDir() && info.Mode().Perm()&0o044 != 0 {
+		warns = append(warns, problem("data_dir", "%s is readable by others (mode %04o): chmod 700 it", c.DataDir, info.Mode().Perm()))
+	}
+	return warns
+}
+
+// routed tells whether a route takes the records of input, as the daemon's
+// router picks: no routes send everything everywhere, a route without
+// sources takes every input.
+func (c *Config) routed(input string) bool {
+	if len(c.Routes) == 0 {
+		return true
+	}
+	for _, r := range c.Routes {
+		if len(r.Sources) == 0 || slices.Contains(r.Sources, input) {
+			return true
+		}
+	}
+	return false
 }
 
 // validateListeners checks every listen address and that none is used twice.
@@ -111,6 +179,8 @@ func (s Sink) validate(path string, add func(error)) {
 	if s.WhenFull != "" && !slices.Contains([]string{"block", "drop_newest", "drop_oldest"}, s.WhenFull) {
 		add(problem(path+".when_full", "%q: want block, drop_newest or drop_oldest", s.WhenFull))
 	}
+	checkSize(path+".max_message_bytes", s.MaxMessageBytes, true, add)
+	checkSize(path+".batch_bytes", s.BatchBytes, true, add)
 	switch s.Type {
 	case "kafka":
 		if len(s.Brokers) == 0 {

@@ -26,6 +26,7 @@ type Stats struct {
 	lastErrorAt  time.Time
 	failingSince time.Time
 	backoff      time.Duration
+	needsAction  bool // the last failure waits for an operator, not for time
 }
 
 // repeatLog is the least time between two failure logs of one sink.
@@ -46,6 +47,9 @@ type Snapshot struct {
 	Backoff             time.Duration
 	QueueDepth          int
 	OldestAge           time.Duration
+	// NeedsAction: the sink fails for a reason that waiting will not fix
+	// (its settings or credentials, or a full dead-letter file).
+	NeedsAction bool
 }
 
 func (s *Stats) snapshot() Snapshot {
@@ -55,7 +59,7 @@ func (s *Stats) snapshot() Snapshot {
 		RecordsSent: s.RecordsSent.Load(), Batches: s.Batches.Load(),
 		Retries: s.Retries.Load(), Rejected: s.Rejected.Load(), Misconfigured: s.Misconfigured.Load(),
 		ConsecutiveFailures: s.failures, LastError: s.lastError, LastErrorAt: s.lastErrorAt,
-		FailingSince: s.failingSince, Backoff: s.backoff,
+		FailingSince: s.failingSince, Backoff: s.backoff, NeedsAction: s.needsAction,
 	}
 }
 
@@ -65,15 +69,17 @@ func (s *Stats) snapshot() Snapshot {
 func (s *Stats) failed(err error, next time.Duration, log *slog.Logger) {
 	s.Retries.Add(1)
 	level := slog.LevelWarn
-	if _, ok := errors.AsType[*MisconfiguredError](err); ok {
+	_, misconfigured := errors.AsType[*MisconfiguredError](err)
+	if misconfigured {
 		s.Misconfigured.Add(1)
-		level = slog.LevelError // someone has to act: this outage does not pass
 	}
-	if errors.Is(err, ErrDeadLettersFull) {
-		level = slog.LevelError
+	needsAction := misconfigured || errors.Is(err, ErrDeadLettersFull)
+	if needsAction {
+		level = slog.LevelError // someone has to act: this outage does not pass
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.needsAction = needsAction
 	now := time.Now()
 	msg := err.Error()
 	if s.failures == 0 {
@@ -97,5 +103,5 @@ func (s *Stats) delivered(records int, log *slog.Logger) {
 	if s.failures > 0 {
 		log.Info("sink recovered", "failed_attempts", s.failures, "down_for", time.Since(s.failingSince).Round(time.Millisecond))
 	}
-	s.failures, s.backoff, s.failingSince = 0, 0, time.Time{}
+	s.failures, s.backoff, s.failingSince, s.needsAction = 0, 0, time.Time{}, false
 }

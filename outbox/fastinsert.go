@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"sync/atomic"
 	"unsafe"
 
 	"modernc.org/libc"
@@ -68,9 +69,20 @@ func handleOf(driverConn any) (driverHandle, error) {
 	return h, nil
 }
 
+// fastPathsOff, when set, makes files opened afterwards insert and claim
+// through database/sql, as they would after a driver upgrade broke
+// handleOf. Only tests set it: without it the fallback ran in no test.
+var fastPathsOff atomic.Bool
+
+// errFastPathsOff is why newFastInsert refuses while fastPathsOff is set.
+var errFastPathsOff = errors.New("fast paths switched off")
+
 // newFastInsert checks that the handle can be reached and allocates the
 // C buffer.
 func newFastInsert(driverConn any) (*fastInsert, error) {
+	if fastPathsOff.Load() {
+		return nil, errFastPathsOff
+	}
 	h, err := handleOf(driverConn)
 	if err != nil {
 		return nil, err

@@ -11,6 +11,12 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
+// rowReader reads the rows of claims, as readAfter does; tests wrap one.
+type rowReader interface {
+	read(ctx context.Context, table string, after, upTo int64, limit int) ([]storedRow, error)
+	close()
+}
+
 // claimReader reads the rows of claims through SQLite's C API, on one
 // connection kept for it, with each table's SELECT prepared once.
 //
@@ -36,6 +42,9 @@ const slabSize = 256 << 10
 // claims read through database/sql, when the driver's handle cannot be
 // reached (see handleOf).
 func openClaimReader(ctx context.Context, db *sql.DB) *claimReader {
+	if fastPathsOff.Load() {
+		return nil
+	}
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return nil

@@ -291,3 +291,44 @@ func FuzzDecodeToDLQ(f *testing.F) {
 		}
 	})
 }
+
+func TestOddPaths(t *testing.T) {
+	t.Run("a directory named with #, % and ? holds the files, and no other file is opened", func(t *testing.T) {
+		ctx := testCtx(t)
+		parent := t.TempDir()
+		dir := filepath.Join(parent, "a#b%41c?d=e")
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, "q.db")
+		q := mustOpen(t, path, "q", Options[string]{})
+		if err := q.SendBatch(ctx, []string{"one", "two"}); err != nil {
+			t.Fatal(err)
+		}
+		l, err := q.Claim(ctx, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.DeadLetter(ctx, map[int]string{0: "refused"}); err != nil {
+			t.Fatal(err)
+		}
+		q.Close()
+		for _, f := range []string{path, DLQPath(path)} {
+			if _, err := os.Stat(f); err != nil {
+				t.Errorf("no file at %s: %v", f, err)
+			}
+		}
+		entries, _ := os.ReadDir(parent)
+		if len(entries) != 1 {
+			var names []string
+			for _, e := range entries {
+				names = append(names, e.Name())
+			}
+			t.Errorf("the parent holds %q, want only the directory", names)
+		}
+		q = mustOpen(t, path, "q", Options[string]{})
+		if got := drain(t, q); len(got) != 1 || got[0] != "two" {
+			t.Fatalf("after a reopen: %q", got)
+		}
+	})
+}

@@ -69,9 +69,19 @@ func (c *committer) shrinkStep() {
 // of step pages, each made durable and cut off the file by a truncating
 // checkpoint, and returns how many free pages are left. On a full disk the
 // steps are small: one big step needs WAL room that the disk does not have.
+//
+// Relaxed acks count as synced only when something synced the WAL: a
+// vacuum step committed at the queue's durability, or a checkpoint copied
+// every frame back (it syncs the WAL first). A call that stops early (no
+// free pages, an error) synced nothing, and syncWAL's timer must still run.
 func (c *committer) giveBack(ctx context.Context, step, steps int) (left int) {
-	c.relax(ctx, false)
-	defer func() { c.unsynced = false }() // the checkpoints synced the WAL
+	full := c.relax(ctx, false) == nil && (c.durability == DurabilityFull || c.durability == DurabilityExtra)
+	synced := false
+	defer func() {
+		if synced {
+			c.unsynced = false
+		}
+	}()
 	for range steps {
 		if err := c.conn.QueryRowContext(ctx, "PRAGMA freelist_count").Scan(&left); err != nil || left == 0 {
 			return left
@@ -83,8 +93,15 @@ func (c *committer) giveBack(ctx context.Context, step, steps int) (left int) {
 		for rows.Next() { // each freed page is a result row: read them all
 		}
 		failed := rows.Err() != nil
-		rows.Close()
-		c.truncateWAL(ctx)
+		if rows.Close() != nil {
+			failed = true
+		}
+		if !failed && full {
+			synced = true // a commit at FULL or EXTRA syncs the whole WAL
+		}
+		if c.truncateWAL(ctx) {
+			synced = true
+		}
 		if failed {
 			return left
 		}
@@ -94,13 +111,17 @@ func (c *committer) giveBack(ctx context.Context, step, steps int) (left int) {
 }
 
 // truncateWAL checkpoints and, when no reader is using the WAL, truncates
-// it. A truncating checkpoint waits for readers through the busy handler,
-// and the committer must not sleep while sends wait behind it: with a
-// forwarder claiming every few milliseconds that sleep reached 255 ms. With
-// the handler off for the call it copies what it can and leaves the rest to
-// the next step.
-func (c *committer) truncateWAL(ctx context.Context) {
+// it, and reports whether every frame was copied back (so the WAL was
+// synced first). A truncating checkpoint waits for readers through the busy
+// handler, and the committer must not sleep while sends wait behind it:
+// with a forwarder claiming every few milliseconds that sleep reached
+// 255 ms. With the handler off for the call it copies what it can and
+// leaves the rest to the next step.
+func (c *committer) truncateWAL(ctx context.Context) (synced bool) {
 	c.conn.ExecContext(ctx, "PRAGMA busy_timeout=0")
-	c.conn.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)")
-	c.conn.ExecContext(ctx, "PRAGMA busy_timeout="+strconv.Itoa(busyTimeoutMS))
+	defer c.conn.ExecContext(ctx, "PRAGMA busy_timeout="+strconv.Itoa(busyTimeoutMS))
+	var busy, logFrames, done int
+	err := c.conn.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &done)
+	// -1 frames: the checkpoint did not run at all.
+	return err == nil && logFrames >= 0 && done == logFrames
 }

@@ -2,6 +2,8 @@ package outbox
 
 import (
 	"bytes"
+	"context"
+	"database/sql"
 	"os"
 	"testing"
 	"time"
@@ -123,4 +125,74 @@ func TestShrinkDoesNotWaitForReaders(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	})
+}
+
+// bareCommitter is a committer on a fresh file without its loop, so a test
+// can call its methods and read its fields from one goroutine.
+func bareCommitter(t *testing.T) (*committer, *sql.DB) {
+	t.Helper()
+	path := tempDB(t)
+	db, err := sql.Open("sqlite", dsn(path, DurabilityFull))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	conn, err := db.Conn(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	c := &committer{path: path, durability: DurabilityFull, conn: conn}
+	mustExec(t, c.conn, `CREATE TABLE r (id INTEGER PRIMARY KEY, data BLOB)`)
+	return c, db
+}
+
+func mustExec(t *testing.T, conn interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+}, query string) {
+	t.Helper()
+	if _, err := conn.ExecContext(testCtx(t), query); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+}
+
+// relaxedCommit makes a commit without an fsync, as an ack does.
+func relaxedCommit(t *testing.T, c *committer) {
+	t.Helper()
+	if err := c.relax(testCtx(t), true); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, c.conn, `INSERT INTO r (data) VALUES (x'00')`)
+	c.unsynced = true
+}
+
+// freePages leaves the file with many free pages.
+func freePages(t *testing.T, c *committer) {
+	t.Helper()
+	mustExec(t, c.conn, `INSERT INTO r (data) SELECT zeroblob(4000) FROM (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 2000) SELECT i FROM n)`)
+	mustExec(t, c.conn, `DELETE FROM r`)
+}
+
+func TestGiveBackSync(t *testing.T) {
+	t.Run("a call that finds no free page leaves relaxed acks unsynced", func(t *testing.T) {
+		c, _ := bareCommitter(t)
+		relaxedCommit(t, c)
+		if left := c.giveBack(testCtx(t), shrinkStepPages, 1); left != 0 {
+			t.Fatalf("%d free pages on a new file", left)
+		}
+		if !c.unsynced {
+			t.Fatal("giveBack synced nothing, yet the relaxed commit counts as synced")
+		}
+	})
+
+	t.Run("a step whose checkpoint copies the whole WAL marks them synced", func(t *testing.T) {
+		c, _ := bareCommitter(t)
+		freePages(t, c)
+		relaxedCommit(t, c)
+		c.giveBack(testCtx(t), shrinkStepPages, 1)
+		if c.unsynced {
+			t.Fatal("the checkpoint synced the WAL, yet the relaxed commit counts as unsynced")
+		}
+	})
+
 }

@@ -28,7 +28,7 @@ type store struct {
 	gorm       *gorm.DB
 	db         *sql.DB
 	commit     *committer
-	reader     *claimReader // nil: claims read through database/sql
+	reader     rowReader // nil: claims read through database/sql
 
 	mu     sync.Mutex
 	refs   int
@@ -131,6 +131,45 @@ func checkExistingFile(path string) error {
 	return nil
 }
 
+// fileMode is the mode of a database file. Records are logs, often with
+// secrets in them, for the daemon's user alone. SQLite gives the WAL and
+// the shm file the database file's mode, whatever the umask, but creates a
+// database with 0644 less the umask: so the file is created here first.
+const fileMode = 0o600
+
+// restrictFiles creates the database file at path with fileMode if it does
+// not exist, and takes the group's and others' permissions off an existing
+// one and its WAL and shm.
+func restrictFiles(path string) error {
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, fileMode)
+	if err == nil {
+		f.Close()
+		// The umask may have taken more than group and other bits.
+		if err := os.Chmod(path, fileMode); err != nil {
+			return fmt.Errorf("outbox: create %s: %w", path, err)
+		}
+		return nil
+	}
+	if !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("outbox: create %s: %w", path, err)
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		info, err := os.Stat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("outbox: check the mode of %s: %w", p, err)
+		}
+		if perm := info.Mode().Perm(); perm&^fileMode != 0 {
+			if err := os.Chmod(p, perm&fileMode); err != nil {
+				return fmt.Errorf("outbox: restrict %s (mode %04o) to its owner: %w", p, perm, err)
+			}
+		}
+	}
+	return nil
+}
+
 // dsn builds the connection string. Every pooled connection runs these
 // pragmas:
 //   - 8 KiB pages for a new file: a WAL commit writes each dirty page whole,
@@ -151,13 +190,31 @@ func checkExistingFile(path string) error {
 //     MiB, and Claim+Ack ran as fast: 419k vs 425k records/s, n=6);
 //   - the synchronous level that the durability names.
 func dsn(path string, d Durability) string {
-	return path + "?_pragma=page_size(8192)&_pragma=busy_timeout(" + strconv.Itoa(busyTimeoutMS) + ")" +
+	return fileURI(path) + "?_pragma=page_size(8192)&_pragma=busy_timeout(" + strconv.Itoa(busyTimeoutMS) + ")" +
 		"&_pragma=auto_vacuum(INCREMENTAL)" +
 		"&_pragma=journal_mode(WAL)" +
 		"&_pragma=wal_autocheckpoint(512)" +
 		"&_pragma=mmap_size(8388608)" +
 		"&_pragma=synchronous(" + d.pragma() + ")" +
 		"&_txlock=immediate"
+}
+
+// fileURI is path as an SQLite URI, "file:" and the path with every byte
+// that could mean something escaped: the driver cuts a DSN at its first '?',
+// and in a URI '#' ends the path and '%' starts an escape, so a data
+// directory named "a#b" would otherwise open "a".
+func fileURI(path string) string {
+	const hex = "0123456789ABCDEF"
+	b := []byte("file:")
+	for i := 0; i < len(path); i++ {
+		switch c := path[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', strings.IndexByte("/-_.~", c) >= 0:
+			b = append(b, c)
+		default:
+			b = append(b, '%', hex[c>>4], hex[c&15])
+		}
+	}
+	return string(b)
 }
 
 // busyTimeoutMS is how long a connection waits for a lock another holds.
@@ -169,11 +226,10 @@ const maxConns = 4
 
 func openStore(ctx context.Context, path string, fo fileOptions) (*store, error) {
 	d := fo.durability
-	if strings.Contains(path, "?") {
-		// The driver reads everything after the first '?' as its options.
-		return nil, fmt.Errorf("outbox: open %s: the path may not contain '?'", path)
-	}
 	if err := checkExistingFile(path); err != nil {
+		return nil, err
+	}
+	if err := restrictFiles(path); err != nil {
 		return nil, err
 	}
 	gdb, err := gorm.Open(sqlite.Open(dsn(path, d)), &gorm.Config{
@@ -209,9 +265,9 @@ func openStore(ctx context.Context, path string, fo fileOptions) (*store, error)
 		db.Close()
 		return nil, err
 	}
-	return &store{
-		path: path, durability: d, gorm: gdb, db: db, commit: c,
-		reader: openClaimReader(ctx, db),
-		tables: map[string]*tableState{},
-	}, nil
+	s := &store{path: path, durability: d, gorm: gdb, db: db, commit: c, tables: map[string]*tableState{}}
+	if r := openClaimReader(ctx, db); r != nil { // a nil *claimReader is not a nil rowReader
+		s.reader = r
+	}
+	return s, nil
 }

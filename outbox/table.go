@@ -34,15 +34,21 @@ type tableState struct {
 
 	claimMu sync.Mutex // serialises claims and releases (both move the cursor)
 
-	mu         sync.Mutex
-	count      int64        // rows in the table
-	reserved   int64        // rows handed to the committer, not yet committed
-	dropping   int64        // oldest rows that booked DropOldest writes will delete
-	waiting    int          // writes waiting in reserve for room
-	evicted    atomic.Int64 // rows DropOldest deleted to make room
-	watermark  int64
-	cursor     int64
-	leases     []*leaseCore  // outstanding leases
+	mu        sync.Mutex
+	count     int64        // rows in the table
+	reserved  int64        // rows handed to the committer, not yet committed
+	dropping  int64        // oldest rows that booked DropOldest writes will delete
+	waiting   int          // writes waiting in reserve for room
+	evicted   atomic.Int64 // rows DropOldest deleted to make room
+	watermark int64
+	cursor    int64
+	leases    []*leaseCore // outstanding leases
+	// A claim reads rows first and checks them against leases after: an
+	// ack that commits and drops its lease in between would let it take
+	// deleted rows. While a claim reads, dropped keeps the ids that acks
+	// and dead letters removed from leases, and the claim skips them too.
+	claiming   bool
+	dropped    []*leaseCore
 	gen        uint64        // bumped by Clear; leases of an older gen are void
 	spaceFreed chan struct{} // closed (and replaced) when rows are removed
 	dataAdded  chan struct{} // closed (and replaced) when rows become claimable
@@ -204,8 +210,14 @@ func (ts *tableState) claimRows(ctx context.Context, limit, maxBytes int) ([]sto
 	ts.claimMu.Lock()
 	defer ts.claimMu.Unlock()
 	ts.mu.Lock()
-	cursor, wm := ts.cursor, ts.watermark
+	cursor, wm, gen := ts.cursor, ts.watermark, ts.gen
+	ts.claiming = true
 	ts.mu.Unlock()
+	defer func() {
+		ts.mu.Lock()
+		ts.claiming, ts.dropped = false, nil
+		ts.mu.Unlock()
+	}()
 
 	var out []storedRow
 	size, full := 0, false
@@ -216,8 +228,12 @@ func (ts *tableState) claimRows(ctx context.Context, limit, maxBytes int) ([]sto
 			return nil, nil, err
 		}
 		ts.mu.Lock()
+		if ts.gen != gen { // Clear deleted what was read: nothing is left to claim
+			ts.mu.Unlock()
+			return nil, nil, nil
+		}
 		for _, r := range rows {
-			if ts.leasedLocked(r.id) {
+			if ts.leasedLocked(r.id) || ts.droppedLocked(r.id) {
 				cursor = r.id
 				continue
 			}
@@ -237,6 +253,9 @@ func (ts *tableState) claimRows(ctx context.Context, limit, maxBytes int) ([]sto
 
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
+	if ts.gen != gen {
+		return nil, nil, nil
+	}
 	ts.cursor = cursor
 	if len(out) == 0 {
 		return nil, nil, nil
@@ -253,6 +272,15 @@ func (ts *tableState) claimRows(ctx context.Context, limit, maxBytes int) ([]sto
 func (ts *tableState) forget(core *leaseCore, gone map[int64]bool) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
+	if ts.claiming {
+		ids := make([]int64, 0, len(gone))
+		for _, id := range core.ids {
+			if gone[id] {
+				ids = append(ids, id)
+			}
+		}
+		ts.dropped = append(ts.dropped, &leaseCore{ids: ids, gen: core.gen})
+	}
 	core.ids = slices.DeleteFunc(core.ids, func(id int64) bool { return gone[id] })
 }
 
@@ -346,6 +374,17 @@ func scanRow(dest []driver.Value) (storedRow, error) {
 	return storedRow{id: id, data: data}, nil
 }
 
+// droppedLocked tells whether id left a lease, deleted, while the running
+// claim read.
+func (ts *tableState) droppedLocked(id int64) bool {
+	for _, l := range ts.dropped {
+		if l.has(id) {
+			return true
+		}
+	}
+	return false
+}
+
 func (ts *tableState) leasedLocked(id int64) bool {
 	for _, l := range ts.leases {
 		if l.has(id) {
@@ -359,6 +398,9 @@ func (ts *tableState) leasedLocked(id int64) bool {
 func (ts *tableState) dropLease(core *leaseCore) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
+	if ts.claiming && slices.Contains(ts.leases, core) {
+		ts.dropped = append(ts.dropped, core) // its ids are not changed after an ack
+	}
 	ts.removeLeaseLocked(core)
 }
 

@@ -50,6 +50,7 @@ type sinkHealth struct {
 	FailingSince time.Time `json:"failing_since,omitzero"`
 	FailingFor   string    `json:"failing_for,omitempty"`
 	LastError    string    `json:"last_error,omitempty"`
+	NeedsAction  bool      `json:"needs_action,omitempty"`
 }
 
 // readyz is 200 while ingest is open and not blocked (no sink with when_full
@@ -76,9 +77,11 @@ func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
 			body.Outbox, body.Ready = err.Error(), false // ingest would answer 507
 		}
 		if !snap.FailingSince.IsZero() {
-			h.Failing, h.FailingSince = true, snap.FailingSince
+			h.Failing, h.FailingSince, h.NeedsAction = true, snap.FailingSince, snap.NeedsAction
 			h.FailingFor = time.Since(snap.FailingSince).Round(time.Second).String()
-			if time.Since(snap.FailingSince) > failingTooLong {
+			// A sink refused for its own settings or credentials is not
+			// ready at once: waiting will not fix it.
+			if time.Since(snap.FailingSince) > failingTooLong || snap.NeedsAction {
 				body.Ready = false
 			}
 		}
@@ -125,12 +128,14 @@ var (
 	descForwarded = prometheus.NewDesc("outboxd_forwarded_records_total", "Records the sink confirmed.", []string{"sink"}, nil)
 	descBatches   = prometheus.NewDesc("outboxd_forwarded_batches_total", "Batches the sink confirmed.", []string{"sink"}, nil)
 	descRetries   = prometheus.NewDesc("outboxd_forward_retries_total", "Failed attempts that were retried.", []string{"sink"}, nil)
-	descRejected  = prometheus.NewDesc("outboxd_dead_lettered_records_total", "Records moved to the dead-letter queue.", []string{"sink"}, nil)
-	descQueued    = prometheus.NewDesc("outboxd_queue_records", "Records in the sink's outbox queue.", []string{"sink"}, nil)
-	descOldest    = prometheus.NewDesc("outboxd_queue_oldest_age_seconds", "Age of the oldest queued record; 0 when empty.", []string{"sink"}, nil)
-	descFailing   = prometheus.NewDesc("outboxd_sink_failing_seconds", "How long the sink has been failing; 0 when healthy.", []string{"sink"}, nil)
-	descBackoff   = prometheus.NewDesc("outboxd_sink_backoff_seconds", "The current wait before the next attempt.", []string{"sink"}, nil)
-	descDropped   = prometheus.NewDesc("outboxd_sink_dropped_records_total",
+	descMisconf   = prometheus.NewDesc("outboxd_forward_misconfigured_total",
+		"Failed attempts the destination refused for the sink's own settings or credentials (401, 403, 404, SASL): retried, an operator must act.", []string{"sink"}, nil)
+	descRejected = prometheus.NewDesc("outboxd_dead_lettered_records_total", "Records moved to the dead-letter queue.", []string{"sink"}, nil)
+	descQueued   = prometheus.NewDesc("outboxd_queue_records", "Records in the sink's outbox queue.", []string{"sink"}, nil)
+	descOldest   = prometheus.NewDesc("outboxd_queue_oldest_age_seconds", "Age of the oldest queued record; 0 when empty.", []string{"sink"}, nil)
+	descFailing  = prometheus.NewDesc("outboxd_sink_failing_seconds", "How long the sink has been failing; 0 when healthy.", []string{"sink"}, nil)
+	descBackoff  = prometheus.NewDesc("outboxd_sink_backoff_seconds", "The current wait before the next attempt.", []string{"sink"}, nil)
+	descDropped  = prometheus.NewDesc("outboxd_sink_dropped_records_total",
 		"Records a full sink's when_full policy dropped for it (stored for the other sinks): new ones left out, or the oldest deleted.",
 		[]string{"sink", "which"}, nil)
 	descDLQ       = prometheus.NewDesc("outboxd_dlq_records", "Records in the sink's dead-letter queue.", []string{"sink"}, nil)
@@ -156,6 +161,7 @@ func (c sinkCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descForwarded, st.RecordsSent.Load())
 		counter(descBatches, st.Batches.Load())
 		counter(descRetries, st.Retries.Load())
+		counter(descMisconf, st.Misconfigured.Load())
 		counter(descRejected, st.Rejected.Load())
 		n, _ := s.queue.Len(ctx)
 		gauge(descQueued, float64(n))

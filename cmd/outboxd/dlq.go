@@ -78,7 +78,7 @@ func dlqCommand(args []string, stdout, stderr io.Writer) int {
 	if verb == "purge" {
 		mode = "rw"
 	}
-	db, err = sql.Open("sqlite", "file:"+dlqPath+"?mode="+mode+"&_pragma=busy_timeout(10000)")
+	db, err = sql.Open("sqlite", sqliteURI(dlqPath, "mode="+mode+"&_pragma=busy_timeout(10000)"))
 	if err != nil {
 		fmt.Fprintln(stderr, "outboxd dlq:", err)
 		return 1
@@ -158,11 +158,19 @@ func replayDeadLetters(cfg *config.Config, sink string, limit int, stdout, stder
 		return 1
 	}
 	ctx := context.Background()
+	// MaxSize as the daemon opens the queue: a replay must not fill it past
+	// max_records, which the daemon would then refuse ingest for.
 	q, err := outbox.Open(ctx, filepath.Join(cfg.DataDir, "outbox.db"), "sink_"+sink, outbox.Options[[]byte]{
-		MaxBytes: int64(cfg.MaxDiskBytes), Durability: dur,
+		MaxSize: cfg.MaxRecords, MaxBytes: int64(cfg.MaxDiskBytes), Durability: dur,
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, "outboxd dlq replay:", err)
+		return 1
+	}
+	limit, capped := replayRoom(ctx, q, cfg.MaxRecords, limit)
+	if limit < 0 {
+		q.Close()
+		fmt.Fprintf(stderr, "outboxd dlq replay: the queue of sink %s holds max_records (%d) already: start the daemon to drain it, then replay\n", sink, cfg.MaxRecords)
 		return 1
 	}
 	n, err := q.ReplayDeadLetters(ctx, limit)
@@ -174,5 +182,30 @@ func replayDeadLetters(cfg *config.Config, sink string, limit int, stdout, stder
 		fmt.Fprintln(stderr, "outboxd dlq replay:", err)
 		return 1
 	}
+	if capped && n == limit {
+		fmt.Fprintf(stdout, "the queue holds max_records (%d) now: start the daemon to drain it, then replay the rest\n", cfg.MaxRecords)
+	}
 	return 0
+}
+
+// replayRoom caps limit (0: all) at the room left under maxRecords (0: no
+// limit). With the daemon stopped nothing drains the queue, so a replay that
+// waited for room would wait for ever. It returns -1 when there is no room,
+// and whether the room capped the limit.
+func replayRoom(ctx context.Context, q *outbox.Queue[[]byte], maxRecords, limit int) (int, bool) {
+	if maxRecords <= 0 {
+		return limit, false
+	}
+	queued, err := q.Len(ctx)
+	if err != nil {
+		return limit, false
+	}
+	room := maxRecords - queued
+	if room <= 0 {
+		return -1, true
+	}
+	if limit == 0 || limit > room {
+		return room, true
+	}
+	return limit, false
 }

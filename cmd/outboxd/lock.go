@@ -27,6 +27,12 @@ func lockDataDir(dir string) (unlock func(), err error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
+	// The file says who runs outboxd: for its user alone, like the
+	// outbox's files, also when an older version left it 0644.
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: restrict to its owner: %w", path, err)
+	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		b := make([]byte, 32)
 		n, _ := f.ReadAt(b, 0)

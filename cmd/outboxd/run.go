@@ -61,6 +61,9 @@ func runCommand(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	log := newLogger(cfg.Log, stderr)
 	log.Info("outboxd starting", "version", versionString(), "config", origin, "data_dir", cfg.DataDir)
+	for _, w := range cfg.Warnings() {
+		log.Warn("config: "+w.Error(), "config", origin)
+	}
 	d := &daemon{cfg: cfg, log: log, configFlag: *path}
 	if err := d.run(ctx); err != nil {
 		log.Error("outboxd stopped", "err", err)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -35,7 +36,7 @@ func statsCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "outboxd stats: no outbox at %s: %v\n", dbPath, err)
 		return 1
 	}
-	db, err := sql.Open("sqlite", "file:"+dbPath+"?mode=ro")
+	db, err := sql.Open("sqlite", sqliteURI(dbPath, "mode=ro"))
 	if err != nil {
 		fmt.Fprintln(stderr, "outboxd stats:", err)
 		return 1
@@ -86,9 +87,28 @@ func openIfExists(path string) *sql.DB {
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+	db, err := sql.Open("sqlite", sqliteURI(path, "mode=ro"))
 	if err != nil {
 		return nil
 	}
 	return db
+}
+
+// sqliteURI is the driver's DSN for the file at path with query: a file:
+// URI with every byte of the path that could mean something escaped. The
+// driver cuts a DSN at its first '?', and in a URI '#' ends the path and
+// '%' starts an escape: unescaped, a data_dir "a#b" opened (and with
+// mode=ro cut off, created) the file "a".
+func sqliteURI(path, query string) string {
+	const hex = "0123456789ABCDEF"
+	b := []byte("file:")
+	for i := 0; i < len(path); i++ {
+		switch c := path[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', strings.IndexByte("/-_.~", c) >= 0:
+			b = append(b, c)
+		default:
+			b = append(b, '%', hex[c>>4], hex[c&15])
+		}
+	}
+	return string(b) + "?" + query
 }
