@@ -66,3 +66,29 @@ func TestAckPriority(t *testing.T) {
 		}
 	})
 }
+
+func TestRelaxedAcksBounded(t *testing.T) {
+	t.Run("at most maxRelaxedAcks ack commits in a row skip the fsync", func(t *testing.T) {
+		ctx := testCtx(t)
+		q := mustOpen(t, tempDB(t), "q", Options[int]{})
+		if err := q.SendBatch(ctx, seq(0, 30)); err != nil {
+			t.Fatal(err)
+		}
+		st := &q.store.commit.stats
+		relaxed0, synced0 := st.relaxed.Load(), st.synced.Load()
+		for i := range 3 * (maxRelaxedAcks + 1) {
+			l, err := q.Claim(ctx, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Ack(ctx); err != nil {
+				t.Fatalf("ack %d: %v", i, err)
+			}
+		}
+		// Each run of maxRelaxedAcks relaxed acks ends with one synced ack.
+		// (The 1 s sync timer also ends a run; on a slow machine it may have.)
+		if got, want := st.relaxed.Load()-relaxed0, int64(3*maxRelaxedAcks); got != want && st.synced.Load() == synced0 {
+			t.Fatalf("%d of %d acks committed relaxed, want %d", got, 3*(maxRelaxedAcks+1), want)
+		}
+	})
+}

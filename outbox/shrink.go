@@ -79,7 +79,7 @@ func (c *committer) giveBack(ctx context.Context, step, steps int) (left int) {
 	synced := false
 	defer func() {
 		if synced {
-			c.unsynced = false
+			c.unsynced, c.relaxedAcks = false, 0
 		}
 	}()
 	for range steps {

@@ -404,6 +404,23 @@ func report(t *testing.T, scenario, durability, events string, o *oracle, l *loa
 	}
 }
 
+// dupBatchesPerCrash is README's bound on what one crash or power cut sends
+// again, per sink: the acks that committed without an fsync (at most
+// outbox's maxRelaxedAcks, 4), the batch delivered but not yet acknowledged,
+// and the one in flight.
+const dupBatchesPerCrash = 4 + 2
+
+// boundDuplicates fails when a sink got more duplicates than crashes times
+// dupBatchesPerCrash full batches (1,000 records, the default).
+func boundDuplicates(t *testing.T, o *oracle, crashes int) {
+	t.Helper()
+	for _, sink := range []string{"collector", "kafka"} {
+		if d, most := o.score(sink).duplicated, crashes*dupBatchesPerCrash*1000; d > most {
+			t.Errorf("%s: %d duplicates after %d crashes, more than the bound of %d batches of 1,000 each", sink, d, crashes, dupBatchesPerCrash)
+		}
+	}
+}
+
 func TestProof(t *testing.T) {
 	cycles := 3
 	if *long {
@@ -432,6 +449,7 @@ func TestProof(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 		r.settle(o, l, true)
 		report(t, "kill -9 under load", "full", fmt.Sprintf("%d kills", cycles), o, l, true)
+		boundDuplicates(t, o, cycles)
 	})
 
 	t.Run("sinks down, resetting and failing, then back, lose nothing", func(t *testing.T) {
@@ -610,6 +628,9 @@ func powerCutScenario(t *testing.T, durability string, cuts int, mustHold bool) 
 	}
 	r.settle(o, l, true)
 	report(t, "power cuts under load (powerfs)", durability, fmt.Sprintf("%d cuts", cuts), o, l, mustHold)
+	if mustHold {
+		boundDuplicates(t, o, cuts)
+	}
 	if !mustHold {
 		lost := o.score("collector").lost + o.score("kafka").lost
 		t.Logf("at %s, %d cuts lost %d acknowledged records", durability, cuts, lost)
