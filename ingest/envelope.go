@@ -31,6 +31,9 @@ type SyslogEnvelope struct {
 	// ParseError marks a message that had no syslog header at all; it is
 	// kept whole in Message.
 	ParseError bool `json:"parse_error,omitempty"`
+	// Truncated marks a message that was cut: at the message size limit,
+	// or so that the stored record fits the record size limit.
+	Truncated bool `json:"truncated,omitempty"`
 }
 
 var facilities = []string{"kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
@@ -124,6 +127,9 @@ func (e SyslogEnvelope) Marshal() ([]byte, error) {
 	b = appendField(b, "syslog_format", e.SyslogFormat, false)
 	if e.ParseError {
 		b = append(b, `,"parse_error":true`...)
+	}
+	if e.Truncated {
+		b = append(b, `,"truncated":true`...)
 	}
 	return append(b, '}'), nil
 }

@@ -27,7 +27,7 @@ func TestMarshalMatchesEncodingJSON(t *testing.T) {
 			{TS: ts, ReceivedAt: ts.Add(time.Second), Source: "syslog", Message: "plain", SyslogFormat: "rfc5424"},
 			{TS: ts.In(time.FixedZone("x", 3600)), ReceivedAt: ts, Host: "h<>&", Source: "syslog", Facility: "local0", Severity: "err",
 				App: "app\"q\\", ProcID: "12", MsgID: "ID\t1", Message: "line\nbreak\r\x00\x1f\x7f é \u2028 \u2029 \U0001F600",
-				MessageBase64: "AAEC", SyslogFormat: "rfc3164", ParseError: true,
+				MessageBase64: "AAEC", SyslogFormat: "rfc3164", ParseError: true, Truncated: true,
 				StructuredData: map[string]map[string]string{"b@1": {"z": "1", "a": "\"2\""}, "a@1": {}}},
 			{Message: "bad \xff\xfe utf8 \xc3", SyslogFormat: "unparsed", StructuredData: map[string]map[string]string{}},
 		} {

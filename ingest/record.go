@@ -102,13 +102,16 @@ func topLevelKeys(raw []byte) map[string]bool {
 	return has
 }
 
-// textRecord is the envelope of one line of text/plain.
-func textRecord(line []byte, st stamp) ([]byte, error) {
-	return json.Marshal(struct {
+// textRecord is the envelope of one line of text/plain; cut marks a line
+// that was cut to fit the record limit.
+func textRecord(line []byte, cut bool, st stamp) []byte {
+	rec, _ := json.Marshal(struct { // cannot fail: strings and a bool
 		TS         string `json:"ts"`
 		ReceivedAt string `json:"received_at"`
 		Host       string `json:"host"`
 		Source     string `json:"source"`
 		Message    string `json:"message"`
-	}{st.received.Format(time.RFC3339Nano), st.received.Format(time.RFC3339Nano), st.host, st.source, string(line)})
+		Truncated  bool   `json:"truncated,omitempty"`
+	}{st.received.Format(time.RFC3339Nano), st.received.Format(time.RFC3339Nano), st.host, st.source, string(line), cut})
+	return rec
 }
