@@ -46,10 +46,11 @@ func (d *decoder) ndjson(r io.Reader) ([][]byte, error) {
 // up to six times its line; a record over the limit has its message cut.
 func (d *decoder) text(r io.Reader) ([][]byte, error) {
 	return d.byLine(r, func(line []byte) ([]byte, error) {
+		line, precutDone := precut(line, d.maxRecord)
 		rec, cut, _ := fitRecord(line, d.maxRecord+envelopeRoom, func(msg []byte, cut bool) []byte {
-			return textRecord(msg, cut, d.st)
+			return textRecord(msg, cut || precutDone, d.st)
 		})
-		if cut {
+		if cut || precutDone {
 			d.truncated++
 		}
 		return rec, nil

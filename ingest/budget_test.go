@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func TestBudget(t *testing.T) {
@@ -237,6 +238,26 @@ func TestSyslogFramingError(t *testing.T) {
 		}
 		if r := waitRecords(t, q, 1)[0]; r["message"] != "before" || s.FramingErrors.Load() != 1 {
 			t.Fatalf("record %v, FramingErrors %d", r, s.FramingErrors.Load())
+		}
+	})
+}
+
+func TestJSONPrefix(t *testing.T) {
+	t.Run("the prefix's escaped length is within the limit, and one more character would not be", func(t *testing.T) {
+		for _, in := range []string{"plain text", "\x01\x02\"\\\n<>&", "é😀\u2028x\xff\xfey", strings.Repeat("\x00a", 50)} {
+			for limit := range 40 {
+				n := jsonPrefix([]byte(in), limit)
+				got := len(appendJSONString(nil, in[:n])) - 2
+				if got > limit {
+					t.Fatalf("%q limit %d: prefix %d escapes to %d", in, limit, n, got)
+				}
+				if n < len(in) {
+					_, size := utf8.DecodeRuneInString(in[n:])
+					if longer := len(appendJSONString(nil, in[:n+size])) - 2; longer <= limit {
+						t.Fatalf("%q limit %d: prefix %d stops short (%d would fit)", in, limit, n, n+size)
+					}
+				}
+			}
 		}
 	})
 }

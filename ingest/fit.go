@@ -35,3 +35,48 @@ func fitRecord(msg []byte, limit int, build func(msg []byte, cut bool) []byte) (
 	}
 	return rec, true, len(rec) <= limit
 }
+
+// jsonPrefix is how many bytes of msg fit in limit bytes once escaped as a
+// JSON string (as appendJSONString escapes). Cutting there before a record
+// is built keeps a flood of control bytes from allocating six times the
+// limit for every message only to cut it afterwards.
+func jsonPrefix(msg []byte, limit int) int {
+	cost := 0
+	for i := 0; i < len(msg); {
+		w, size := 1, 1
+		if c := msg[i]; c < utf8.RuneSelf {
+			switch {
+			case jsonSafe[c]:
+			case c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t' || c == '\b' || c == '\f':
+				w = 2
+			default:
+				w = 6 // \u00XX
+			}
+		} else {
+			var r rune
+			r, size = utf8.DecodeRune(msg[i:])
+			w = size
+			if (r == utf8.RuneError && size == 1) || r == '\u2028' || r == '\u2029' {
+				w = 6
+			}
+		}
+		if cost+w > limit {
+			return i
+		}
+		cost += w
+		i += size
+	}
+	return len(msg)
+}
+
+// precut cuts msg where its escaped form reaches limit; cut says it did.
+// Messages too short to reach it are not scanned.
+func precut(msg []byte, limit int) ([]byte, bool) {
+	if limit <= 0 || len(msg)*6 <= limit {
+		return msg, false
+	}
+	if n := jsonPrefix(msg, limit); n < len(msg) {
+		return msg[:n], true
+	}
+	return msg, false
+}

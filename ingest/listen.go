@@ -572,6 +572,11 @@ func (s *Syslog) storeDatagramBatch(batch [][]byte) {
 func (s *Syslog) envelope(msg []byte, peer string, cut bool) (rec []byte, truncated bool) {
 	now := time.Now().UTC()
 	m := ParseSyslog(msg, now)
+	if s.maxRecord > 0 {
+		var precutDone bool
+		m.Message, precutDone = precut(m.Message, s.maxRecord-envelopeRoom)
+		cut = cut || precutDone
+	}
 	// The envelope borrows msg's bytes: Marshal copies them, and the
 	// envelope is dropped here.
 	e := newSyslogEnvelope(m, now, "syslog", peer, true)
