@@ -11,6 +11,7 @@ import (
 
 	"github.com/outboxd/outboxd/config"
 	"github.com/outboxd/outboxd/forwarders"
+	"github.com/outboxd/outboxd/ingest"
 	"github.com/outboxd/outboxd/outbox"
 )
 
@@ -273,7 +274,7 @@ func (r *router) Append(ctx context.Context, source string, records [][]byte) er
 	defer t.inflight.Done()
 	sinks := t.sinksFor(source)
 	if len(sinks) == 0 {
-		return fmt.Errorf("no route takes records from %s", source)
+		return fmt.Errorf("%w from %s", ingest.ErrNoRoute, source)
 	}
 	batches := make([]outbox.Batch[[]byte], len(sinks))
 	for i, s := range sinks {
