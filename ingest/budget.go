@@ -11,9 +11,10 @@ import (
 
 // DefaultBudgetBytes is the memory ingest may hold at once when no budget
 // is configured: what today's loads need (16 HTTP clients with 1000-record
-// requests hold about 8 MiB) with room to spare, and small enough that the
-// daemon stays within its 64 MiB RSS under hostile input.
-const DefaultBudgetBytes = 16 << 20
+// requests hold about 7 MiB) with room to spare, and small enough that the
+// Go heap stays under the daemon's 32 MiB soft limit when every input is
+// flooded, so that RSS stays within 64 MiB.
+const DefaultBudgetBytes = 12 << 20
 
 // ErrOverBudget says that one request, batch or datagram needs more memory
 // than the whole budget: waiting would never help.

@@ -26,7 +26,8 @@ type SyslogConfig struct {
 	Listen          string
 	MaxMessageBytes int // default 64 KiB; longer messages are cut there (counted in Truncated)
 	// MaxConnections is how many TCP connections are served at once; more
-	// are closed at once and counted in RefusedConns. Default 128.
+	// are closed at once and counted in RefusedConns. Default 64: each holds a
+	// 64 KiB read buffer.
 	MaxConnections int
 	// IdleTimeout closes a TCP connection that sent nothing for this long.
 	// Default 5 minutes.
@@ -99,7 +100,7 @@ func NewSyslog(cfg SyslogConfig, app Appender) (*Syslog, error) {
 	}
 	s.maxRecord = s.cfg.MaxMessageBytes + envelopeRoom
 	if s.cfg.MaxConnections <= 0 {
-		s.cfg.MaxConnections = 128
+		s.cfg.MaxConnections = 64
 	}
 	if s.cfg.IdleTimeout <= 0 {
 		s.cfg.IdleTimeout = 5 * time.Minute
@@ -335,7 +336,7 @@ func (s *Syslog) serveStream(ctx context.Context, conn net.Conn) {
 			if truncated {
 				s.Truncated.Add(1)
 			}
-			n := int64(len(rec))
+			n := int64(cap(rec)) // what the record holds of memory
 			if n > reserve {
 				want := max(n, budgetChunk)
 				if !s.cfg.Budget.TryAcquire(want) {
@@ -516,7 +517,7 @@ func (s *Syslog) serveDatagrams(ctx context.Context, wg *sync.WaitGroup) error {
 		if truncated {
 			s.Truncated.Add(1)
 		}
-		if !s.cfg.Budget.TryAcquire(int64(len(rec))) {
+		if !s.cfg.Budget.TryAcquire(int64(cap(rec))) {
 			s.Dropped.Add(1)
 			s.warnOnce("budget", "syslog: datagrams dropped: the ingest memory budget is taken")
 			continue
@@ -524,7 +525,7 @@ func (s *Syslog) serveDatagrams(ctx context.Context, wg *sync.WaitGroup) error {
 		select {
 		case queue <- rec:
 		default:
-			s.cfg.Budget.Release(int64(len(rec)))
+			s.cfg.Budget.Release(int64(cap(rec)))
 			s.Dropped.Add(1)
 		}
 	}
@@ -546,7 +547,7 @@ func (s *Syslog) storeDatagrams(queue <-chan []byte) {
 			}
 		}
 		s.storeDatagramBatch(batch)
-		s.cfg.Budget.Release(totalBytes(batch))
+		s.cfg.Budget.Release(totalCap(batch))
 	}
 }
 
@@ -572,15 +573,19 @@ func (s *Syslog) storeDatagramBatch(batch [][]byte) {
 func (s *Syslog) envelope(msg []byte, peer string, cut bool) (rec []byte, truncated bool) {
 	now := time.Now().UTC()
 	m := ParseSyslog(msg, now)
+	var precutDone bool
 	if s.maxRecord > 0 {
-		var precutDone bool
 		m.Message, precutDone = precut(m.Message, s.maxRecord-envelopeRoom)
-		cut = cut || precutDone
 	}
 	// The envelope borrows msg's bytes: Marshal copies them, and the
 	// envelope is dropped here.
 	e := newSyslogEnvelope(m, now, "syslog", peer, true)
-	e.Truncated = cut
+	e.Truncated = cut || precutDone
+	if precutDone {
+		// Escapes make the record up to six times its message: one
+		// allocation of the limit, not a series of doublings past it.
+		return e.appendTo(make([]byte, 0, s.maxRecord)), true
+	}
 	rec, _ = e.Marshal() // cannot fail: every field is a string, a time or a map of strings
 	if s.maxRecord <= 0 || len(rec) <= s.maxRecord {
 		return rec, cut
@@ -605,6 +610,15 @@ func (s *Syslog) fitEnvelope(raw []byte, m SyslogMessage, now time.Time, peer st
 		rec, _, _ = fitRecord(raw, s.maxRecord, build)
 	}
 	return rec
+}
+
+// totalCap is the memory records hold: what the budget was charged.
+func totalCap(records [][]byte) int64 {
+	var n int64
+	for _, r := range records {
+		n += int64(cap(r))
+	}
+	return n
 }
 
 func hostOf(a net.Addr) string {
