@@ -306,20 +306,34 @@ func (s *Syslog) serveStream(ctx context.Context, conn net.Conn) {
 	var batch streamBatch
 	var reserve int64 // budget acquired ahead, not yet used by a record
 	defer func() { s.cfg.Budget.Release(reserve) }()
+	// waited: the reader stood still (the storer busy, the outbox full, the
+	// budget taken); the sender was not idle, so its clock starts again.
+	waited := false
 	flush := func() {
-		if len(batch.records) > 0 {
-			batches <- batch
-			batch = streamBatch{}
+		if len(batch.records) == 0 {
+			return
 		}
+		select {
+		case batches <- batch:
+		default:
+			batches <- batch
+			waited = true
+		}
+		batch = streamBatch{}
 	}
 	for !failed.Load() {
-		if br.Buffered() == 0 {
+		idle := br.Buffered() == 0
+		if idle {
 			// The next read waits on the socket: an idle connection keeps
-			// no budget, and is closed after IdleTimeout. The deadline is
-			// set before ctx is checked, so a cancel's deadline wins.
+			// no budget, and is closed after IdleTimeout.
 			s.cfg.Budget.Release(reserve)
 			reserve = 0
+		}
+		if idle || waited {
+			// The deadline is set before ctx is checked, so a cancel's
+			// deadline wins.
 			conn.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+			waited = false
 			if ctx.Err() != nil {
 				flush()
 				return
@@ -350,7 +364,7 @@ func (s *Syslog) serveStream(ctx context.Context, conn net.Conn) {
 						}
 						return
 					}
-					want = n
+					want, waited = n, true
 				}
 				reserve += want
 			}
