@@ -85,7 +85,7 @@ func (d *decoder) byLine(r io.Reader, conv func([]byte) ([]byte, error)) ([][]by
 			}
 			return nil, &BodyError{Line: line, Index: -1, Reason: err.Error()}
 		}
-		if err := d.charge(len(rec)); err != nil {
+		if err := d.charge(cap(rec)); err != nil { // what the record holds of memory
 			return nil, err
 		}
 		out = append(out, rec)

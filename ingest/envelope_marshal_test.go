@@ -47,3 +47,24 @@ func FuzzMarshalMatchesEncodingJSON(f *testing.F) {
 		checkMarshal(t, e)
 	})
 }
+
+func TestTextRecordMatchesEncodingJSON(t *testing.T) {
+	t.Run("text records, built by hand, are what encoding/json makes of them", func(t *testing.T) {
+		st := newStamp(time.Date(2026, 11, 26, 1, 2, 3, 4, time.UTC), "edge<1>", "http")
+		for _, line := range []string{"", "plain", "ctl \x00\x01\x1f \"q\" \\ <>& \u2028 é \xff\xfe"} {
+			for _, cut := range []bool{false, true} {
+				want, _ := json.Marshal(struct {
+					TS         string `json:"ts"`
+					ReceivedAt string `json:"received_at"`
+					Host       string `json:"host"`
+					Source     string `json:"source"`
+					Message    string `json:"message"`
+					Truncated  bool   `json:"truncated,omitempty"`
+				}{st.received.Format(time.RFC3339Nano), st.received.Format(time.RFC3339Nano), st.host, st.source, line, cut})
+				if got := textRecord([]byte(line), cut, st); string(got) != string(want) {
+					t.Fatalf("textRecord(%q, %v)\n got %s\nwant %s", line, cut, got, want)
+				}
+			}
+		}
+	})
+}
