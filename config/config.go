@@ -43,7 +43,7 @@ type Ingest struct {
 	HTTP   *HTTPIngest    `koanf:"http"`
 	Syslog []SyslogIngest `koanf:"syslog"`
 	// MemoryBudget is the memory every endpoint together may hold in
-	// records read but not yet stored; 0 takes the default (16 MiB).
+	// records read but not yet stored; 0 takes the default (8 MiB).
 	MemoryBudget Size `koanf:"memory_budget"`
 }
 

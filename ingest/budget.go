@@ -11,10 +11,11 @@ import (
 
 // DefaultBudgetBytes is the memory ingest may hold at once when no budget
 // is configured: what today's loads need (16 HTTP clients with 1000-record
-// requests hold about 7 MiB) with room to spare, and small enough that the
-// Go heap stays under the daemon's 32 MiB soft limit when every input is
-// flooded, so that RSS stays within 64 MiB.
-const DefaultBudgetBytes = 12 << 20
+// requests hold about 7 MiB; a wait for a commit's release is short), and
+// small enough that the live Go heap stays well under the daemon's 32 MiB
+// soft limit when every input is flooded, so that the collector is not
+// pinned at the limit and RSS stays within 64 MiB.
+const DefaultBudgetBytes = 8 << 20
 
 // ErrOverBudget says that one request, batch or datagram needs more memory
 // than the whole budget: waiting would never help.

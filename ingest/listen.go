@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -276,7 +277,18 @@ func (s *Syslog) serveStream(ctx context.Context, conn net.Conn) {
 	stopOnCancel := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) })
 	defer stopOnCancel()
 	peer := hostOf(conn.RemoteAddr())
-	br := bufio.NewReaderSize(conn, 64<<10)
+	// The first bytes are waited for in a small buffer: a connection that
+	// sends nothing holds neither the 64 KiB read buffer nor a storer.
+	conn.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+	if ctx.Err() != nil {
+		return
+	}
+	first := make([]byte, 512)
+	n, _ := conn.Read(first)
+	if n == 0 {
+		return // closed, idle for IdleTimeout, or stopping
+	}
+	br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(first[:n]), conn), 64<<10)
 
 	batches := make(chan streamBatch, 1)
 	var failed atomic.Bool
