@@ -146,6 +146,17 @@ func TestHTTPBudget(t *testing.T) {
 	})
 }
 
+func TestHTTPDefaultBudget(t *testing.T) {
+	t.Run("a 5 MiB NDJSON body of 256-byte records fits the default budget", func(t *testing.T) {
+		q := openQueue(t, 0)
+		_, url := endpoint(t, HTTPConfig{}, q)
+		body := ndjsonBody(5 << 20 / 256)
+		if r := post(t, url, "application/x-ndjson", body); r.status != 202 {
+			t.Fatalf("%d bytes: %d %+v", len(body), r.status, r.body)
+		}
+	})
+}
+
 func TestSyslogBudget(t *testing.T) {
 	t.Run("TCP stops reading while the budget is taken and goes on when it is free; UDP drops and counts", func(t *testing.T) {
 		budget := NewBudget(1 << 20)

@@ -44,7 +44,9 @@ func completeObject(raw []byte, st stamp) ([]byte, error) {
 		return nil, fmt.Errorf("invalid JSON: %w", err)
 	}
 	has := topLevelKeys(raw)
-	out := make([]byte, 0, len(raw)+160)
+	// Exactly the room the added fields can take: the budget is charged the
+	// capacity.
+	out := make([]byte, 0, len(raw)+len(`,"ts":,"received_at":,"host":,"source":}`)+2*len(st.tsJSON)+len(st.hostJSON)+len(st.sourceJSON))
 	out = append(out, raw[:len(raw)-1]...)
 	empty := len(bytes.TrimSpace(raw[1:len(raw)-1])) == 0
 	add := func(key string, value []byte) {
