@@ -44,6 +44,9 @@ type Config struct {
 type Ingest struct {
 	HTTP   *HTTPIngest    `koanf:"http"`
 	Syslog []SyslogIngest `koanf:"syslog"`
+	// MemoryBudget is the memory every endpoint together may hold in
+	// records read but not yet stored; 0 takes the default (8 MiB).
+	MemoryBudget Size `koanf:"memory_budget"`
 }
 
 // HTTPIngest is the HTTP endpoint.
@@ -59,6 +62,31 @@ type HTTPIngest struct {
 // SyslogIngest is one syslog listener: udp://, tcp:// or unix://.
 type SyslogIngest struct {
 	Listen string `koanf:"listen"`
+	// tcp:// only: connections served at once (default 128), and how long
+	// one may send nothing before it is closed (default 5m).
+	MaxConnections int           `koanf:"max_connections"`
+	IdleTimeout    time.Duration `koanf:"idle_timeout"`
+	// unix:// only: the socket file's permissions (default 0666).
+	SocketMode FileMode `koanf:"socket_mode"`
+}
+
+// FileMode is a file's permission bits, written in octal: 0666, or "0660".
+type FileMode uint32
+
+func fileModeHook(from, to reflect.Type, data any) (any, error) {
+	if to != reflect.TypeOf(FileMode(0)) {
+		return data, nil
+	}
+	if s, ok := data.(string); ok {
+		// From the environment, or quoted in YAML; an unquoted 0666 is
+		// octal to the YAML parser already.
+		n, err := strconv.ParseUint(strings.TrimPrefix(strings.TrimSpace(s), "0o"), 8, 32)
+		if err != nil {
+			return nil, fmt.Errorf("file mode %q: want octal, such as 0666", s)
+		}
+		return FileMode(n), nil
+	}
+	return data, nil
 }
 
 // Sink is one destination; which keys apply depends on Type.
@@ -234,7 +262,7 @@ func Parse(yamlText []byte) (*Config, error) {
 	var c Config
 	err = k.UnmarshalWithConf("", &c, koanf.UnmarshalConf{DecoderConfig: &mapstructure.DecoderConfig{
 		DecodeHook: mapstructure.ComposeDecodeHookFunc(
-			sizeHook, mapstructure.StringToTimeDurationHookFunc(), mapstructure.StringToSliceHookFunc(",")),
+			sizeHook, fileModeHook, mapstructure.StringToTimeDurationHookFunc(), mapstructure.StringToSliceHookFunc(",")),
 		ErrorUnused:      true, // an unknown key is an error, not a silent default
 		WeaklyTypedInput: true, // values from the environment are strings
 		Result:           &c,

@@ -167,3 +167,30 @@ func TestHTTPSinkCredentials(t *testing.T) {
 		}
 	})
 }
+
+func TestIngestLimits(t *testing.T) {
+	const base = "sinks:\n  c:\n    type: console\ningest:\n"
+	t.Run("memory_budget, max_connections, idle_timeout and an octal socket_mode are read", func(t *testing.T) {
+		t.Setenv("OUTBOXD_INGEST__MEMORY_BUDGET", "24MiB")
+		c, err := Parse([]byte(base + "  syslog:\n    - listen: tcp://127.0.0.1:5514\n      max_connections: 16\n      idle_timeout: 30s\n" +
+			"    - listen: unix:///run/outboxd/log.sock\n      socket_mode: 0660\n    - listen: unix:///run/outboxd/b.sock\n      socket_mode: \"0620\"\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := c.Ingest.Syslog
+		if c.Ingest.MemoryBudget != 24<<20 || s[0].MaxConnections != 16 || s[0].IdleTimeout != 30*time.Second ||
+			s[1].SocketMode != 0o660 || s[2].SocketMode != 0o620 {
+			t.Fatalf("ingest = %+v", c.Ingest)
+		}
+	})
+	t.Run("bad values are refused, naming their keys", func(t *testing.T) {
+		_, err := Parse([]byte(base + "  memory_budget: 64KiB\n  syslog:\n    - listen: udp://127.0.0.1:5514\n      max_connections: 3\n" +
+			"    - listen: unix:///run/log.sock\n      socket_mode: 666\n    - listen: tcp://127.0.0.1:5515\n      socket_mode: 0600\n"))
+		for _, want := range []string{"ingest.memory_budget: 65536 bytes", "ingest.syslog[0]: max_connections and idle_timeout apply to tcp:// only",
+			"ingest.syslog[1].socket_mode: 666: want permission bits in octal", "ingest.syslog[2].socket_mode: applies to unix:// only"} {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("error lacks %q: %v", want, err)
+			}
+		}
+	})
+}

@@ -57,6 +57,7 @@ func (c *Config) Validate() []error {
 		add(problem("log.format", "%q: want text or json", c.Log.Format))
 	}
 	c.validateListeners(add)
+	c.Ingest.validate(add)
 	names := make([]string, 0, len(c.Sinks))
 	for name := range c.Sinks {
 		names = append(names, name)
@@ -153,6 +154,7 @@ func (c *Config) validateListeners(add func(error)) {
 		}
 	}
 	for i, s := range c.Ingest.Syslog {
+		s.validate(fmt.Sprintf("ingest.syslog[%d]", i), add)
 		path := fmt.Sprintf("ingest.syslog[%d].listen", i)
 		u, err := url.Parse(s.Listen)
 		switch {
@@ -172,6 +174,35 @@ func (c *Config) validateListeners(add func(error)) {
 		} else {
 			claim("admin.listen", "tcp://"+c.Admin.Listen)
 		}
+	}
+}
+
+// minMemoryBudget: a budget must hold the largest syslog record (64 KiB
+// and its envelope) and an HTTP request's first buffer, with room to spare.
+const minMemoryBudget = 1 << 20
+
+func (in Ingest) validate(add func(error)) {
+	if in.MemoryBudget != 0 && in.MemoryBudget < minMemoryBudget {
+		add(problem("ingest.memory_budget", "%d bytes: at least 1MiB", in.MemoryBudget))
+	}
+}
+
+func (s SyslogIngest) validate(path string, add func(error)) {
+	tcp, unix := strings.HasPrefix(s.Listen, "tcp://"), strings.HasPrefix(s.Listen, "unix://")
+	if s.MaxConnections < 0 {
+		add(problem(path+".max_connections", "%d is negative", s.MaxConnections))
+	}
+	if s.IdleTimeout < 0 {
+		add(problem(path+".idle_timeout", "%v is negative", s.IdleTimeout))
+	}
+	if (s.MaxConnections != 0 || s.IdleTimeout != 0) && !tcp {
+		add(problem(path, "max_connections and idle_timeout apply to tcp:// only"))
+	}
+	if s.SocketMode > 0o777 {
+		add(problem(path+".socket_mode", "%d: want permission bits in octal, such as 0666 (YAML reads 666 as decimal)", s.SocketMode))
+	}
+	if s.SocketMode != 0 && !unix {
+		add(problem(path+".socket_mode", "applies to unix:// only"))
 	}
 }
 

@@ -130,6 +130,6 @@ func BenchmarkSyslogEnvelope(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(line)))
 	for b.Loop() {
-		s.envelope(line, "127.0.0.1")
+		s.envelope(line, "127.0.0.1", false)
 	}
 }

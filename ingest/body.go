@@ -27,27 +27,54 @@ func (e *BodyError) Error() string {
 	return e.Reason
 }
 
-// decodeNDJSON reads one JSON object per line; blank lines are skipped.
-func decodeNDJSON(r io.Reader, maxRecord int, st stamp) ([][]byte, error) {
-	return byLine(r, maxRecord, func(line []byte) ([]byte, error) { return completeObject(line, st) })
+// decoder turns a request body into records. charge accounts the memory
+// the decoded body holds (the records kept, the buffers that grow): it fails
+// when the ingest budget cannot give it, and decoding stops there.
+type decoder struct {
+	maxRecord int
+	st        stamp
+	charge    func(n int) error
+	truncated int // text records whose message was cut to fit the record limit
 }
 
-// decodeText makes one record of each non-empty line.
-func decodeText(r io.Reader, maxRecord int, st stamp) ([][]byte, error) {
-	return byLine(r, maxRecord, func(line []byte) ([]byte, error) { return textRecord(line, st) })
+// ndjson reads one JSON object per line; blank lines are skipped.
+func (d *decoder) ndjson(r io.Reader) ([][]byte, error) {
+	return d.byLine(r, func(line []byte) ([]byte, error) { return completeObject(line, d.st) })
 }
 
-func byLine(r io.Reader, maxRecord int, conv func([]byte) ([]byte, error)) ([][]byte, error) {
+// text makes one record of each non-empty line. Escaping can make a record
+// up to six times its line; a record over the limit has its message cut.
+func (d *decoder) text(r io.Reader) ([][]byte, error) {
+	return d.byLine(r, func(line []byte) ([]byte, error) {
+		line, precutDone := precut(line, d.maxRecord)
+		rec, cut, _ := fitRecord(line, d.maxRecord+envelopeRoom, func(msg []byte, cut bool) []byte {
+			return textRecord(msg, cut || precutDone, d.st)
+		})
+		if cut || precutDone {
+			d.truncated++
+		}
+		return rec, nil
+	})
+}
+
+func (d *decoder) byLine(r io.Reader, conv func([]byte) ([]byte, error)) ([][]byte, error) {
 	// The scanner hands out the cut-off rest of a body whose read failed as
 	// a last line; the read error, not that line, is the news.
 	er := &errReader{r: r}
+	initial := min(64<<10, d.maxRecord+1)
 	sc := bufio.NewScanner(er)
-	sc.Buffer(make([]byte, 0, min(64<<10, maxRecord+1)), maxRecord+1)
+	sc.Buffer(make([]byte, 0, initial), d.maxRecord+1)
 	var out [][]byte
-	line := 0
+	line, buffer := 0, initial // buffer: what the scanner's buffer was charged as
 	for sc.Scan() {
 		line++
 		b := bytes.TrimRight(sc.Bytes(), "\r")
+		if len(b) > buffer { // the scanner grew its buffer for this line
+			if err := d.charge(2 * (len(b) - buffer)); err != nil {
+				return nil, err
+			}
+			buffer = len(b)
+		}
 		if len(bytes.TrimSpace(b)) == 0 {
 			continue
 		}
@@ -58,58 +85,87 @@ func byLine(r io.Reader, maxRecord int, conv func([]byte) ([]byte, error)) ([][]
 			}
 			return nil, &BodyError{Line: line, Index: -1, Reason: err.Error()}
 		}
+		if err := d.charge(cap(rec)); err != nil { // what the record holds of memory
+			return nil, err
+		}
 		out = append(out, rec)
 	}
 	if err := sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {
-			return nil, &BodyError{Line: line + 1, Index: -1, Reason: fmt.Sprintf("record longer than %d bytes", maxRecord), TooBig: true}
+			return nil, &BodyError{Line: line + 1, Index: -1, Reason: fmt.Sprintf("record longer than %d bytes", d.maxRecord), TooBig: true}
 		}
 		return nil, err
 	}
 	return out, nil
 }
 
-// decodeJSON reads one object or an array of objects.
-func decodeJSON(r io.Reader, maxRecord int, st stamp) ([][]byte, error) {
-	dec := json.NewDecoder(r)
+// json reads one object or an array of objects. The decoder holds the whole
+// value, and the array's items are copies: both are charged.
+func (d *decoder) json(r io.Reader) ([][]byte, error) {
+	dec := json.NewDecoder(&chargingReader{r: r, charge: d.charge})
 	var top json.RawMessage
 	if err := dec.Decode(&top); err != nil {
 		var syntax *json.SyntaxError
 		if errors.As(err, &syntax) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			return nil, &BodyError{Index: -1, Reason: "invalid JSON: " + err.Error()}
 		}
-		return nil, err // the body could not be read (too large, gzip): the caller says which
+		return nil, err // the body could not be read (too large, gzip, budget): the caller says which
 	}
 	if dec.More() {
 		return nil, &BodyError{Index: -1, Reason: "more than one JSON value; send an array, or NDJSON"}
 	}
 	top = bytes.TrimSpace(top)
 	if len(top) > 0 && top[0] == '[' {
+		if err := d.charge(2 * len(top)); err != nil { // RawMessage's copy and the items
+			return nil, err
+		}
 		var items []json.RawMessage
 		if err := json.Unmarshal(top, &items); err != nil {
 			return nil, &BodyError{Index: -1, Reason: "invalid JSON: " + err.Error()}
 		}
 		out := make([][]byte, 0, len(items))
 		for i, it := range items {
-			if len(it) > maxRecord {
-				return nil, &BodyError{Index: i, Reason: fmt.Sprintf("record longer than %d bytes", maxRecord), TooBig: true}
+			if len(it) > d.maxRecord {
+				return nil, &BodyError{Index: i, Reason: fmt.Sprintf("record longer than %d bytes", d.maxRecord), TooBig: true}
 			}
-			rec, err := completeObject(it, st)
+			rec, err := completeObject(it, d.st)
 			if err != nil {
 				return nil, &BodyError{Index: i, Reason: err.Error()}
+			}
+			if err := d.charge(len(rec)); err != nil {
+				return nil, err
 			}
 			out = append(out, rec)
 		}
 		return out, nil
 	}
-	if len(top) > maxRecord {
-		return nil, &BodyError{Index: -1, Reason: fmt.Sprintf("record longer than %d bytes", maxRecord), TooBig: true}
+	if len(top) > d.maxRecord {
+		return nil, &BodyError{Index: -1, Reason: fmt.Sprintf("record longer than %d bytes", d.maxRecord), TooBig: true}
 	}
-	rec, err := completeObject(top, st)
+	rec, err := completeObject(top, d.st)
 	if err != nil {
 		return nil, &BodyError{Index: -1, Reason: err.Error()}
 	}
+	if err := d.charge(len(rec)); err != nil {
+		return nil, err
+	}
 	return [][]byte{rec}, nil
+}
+
+// chargingReader charges what it reads: the JSON decoder keeps it all.
+type chargingReader struct {
+	r      io.Reader
+	charge func(int) error
+}
+
+func (c *chargingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 {
+		if cerr := c.charge(n); cerr != nil {
+			return n, cerr
+		}
+	}
+	return n, err
 }
 
 // errReader remembers the error its reader returned.

@@ -31,6 +31,9 @@ type SyslogEnvelope struct {
 	// ParseError marks a message that had no syslog header at all; it is
 	// kept whole in Message.
 	ParseError bool `json:"parse_error,omitempty"`
+	// Truncated marks a message that was cut: at the message size limit,
+	// or so that the stored record fits the record size limit.
+	Truncated bool `json:"truncated,omitempty"`
 }
 
 var facilities = []string{"kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
@@ -85,8 +88,12 @@ func newSyslogEnvelope(m SyslogMessage, received time.Time, source, peer string,
 func (e SyslogEnvelope) Marshal() ([]byte, error) {
 	// Room for the keys, the times and every value unescaped: one
 	// allocation for a typical record.
-	b := make([]byte, 0, 256+len(e.Host)+len(e.Source)+len(e.Facility)+len(e.Severity)+len(e.App)+
-		len(e.ProcID)+len(e.MsgID)+len(e.Message)+len(e.MessageBase64)+len(e.SyslogFormat))
+	return e.appendTo(make([]byte, 0, 256+len(e.Host)+len(e.Source)+len(e.Facility)+len(e.Severity)+len(e.App)+
+		len(e.ProcID)+len(e.MsgID)+len(e.Message)+len(e.MessageBase64)+len(e.SyslogFormat))), nil
+}
+
+// appendTo appends the envelope's JSON to b.
+func (e SyslogEnvelope) appendTo(b []byte) []byte {
 	b = append(b, `{"ts":`...)
 	b = appendTime(b, e.TS)
 	b = append(b, `,"received_at":`...)
@@ -125,7 +132,10 @@ func (e SyslogEnvelope) Marshal() ([]byte, error) {
 	if e.ParseError {
 		b = append(b, `,"parse_error":true`...)
 	}
-	return append(b, '}'), nil
+	if e.Truncated {
+		b = append(b, `,"truncated":true`...)
+	}
+	return append(b, '}')
 }
 
 // appendTime appends t as encoding/json does: RFC 3339 with nanoseconds.

@@ -27,7 +27,7 @@ func TestMarshalMatchesEncodingJSON(t *testing.T) {
 			{TS: ts, ReceivedAt: ts.Add(time.Second), Source: "syslog", Message: "plain", SyslogFormat: "rfc5424"},
 			{TS: ts.In(time.FixedZone("x", 3600)), ReceivedAt: ts, Host: "h<>&", Source: "syslog", Facility: "local0", Severity: "err",
 				App: "app\"q\\", ProcID: "12", MsgID: "ID\t1", Message: "line\nbreak\r\x00\x1f\x7f é \u2028 \u2029 \U0001F600",
-				MessageBase64: "AAEC", SyslogFormat: "rfc3164", ParseError: true,
+				MessageBase64: "AAEC", SyslogFormat: "rfc3164", ParseError: true, Truncated: true,
 				StructuredData: map[string]map[string]string{"b@1": {"z": "1", "a": "\"2\""}, "a@1": {}}},
 			{Message: "bad \xff\xfe utf8 \xc3", SyslogFormat: "unparsed", StructuredData: map[string]map[string]string{}},
 		} {
@@ -45,5 +45,26 @@ func FuzzMarshalMatchesEncodingJSON(f *testing.F) {
 			e.StructuredData = map[string]map[string]string{sdID: {key: value}}
 		}
 		checkMarshal(t, e)
+	})
+}
+
+func TestTextRecordMatchesEncodingJSON(t *testing.T) {
+	t.Run("text records, built by hand, are what encoding/json makes of them", func(t *testing.T) {
+		st := newStamp(time.Date(2026, 11, 26, 1, 2, 3, 4, time.UTC), "edge<1>", "http")
+		for _, line := range []string{"", "plain", "ctl \x00\x01\x1f \"q\" \\ <>& \u2028 é \xff\xfe"} {
+			for _, cut := range []bool{false, true} {
+				want, _ := json.Marshal(struct {
+					TS         string `json:"ts"`
+					ReceivedAt string `json:"received_at"`
+					Host       string `json:"host"`
+					Source     string `json:"source"`
+					Message    string `json:"message"`
+					Truncated  bool   `json:"truncated,omitempty"`
+				}{st.received.Format(time.RFC3339Nano), st.received.Format(time.RFC3339Nano), st.host, st.source, line, cut})
+				if got := textRecord([]byte(line), cut, st); string(got) != string(want) {
+					t.Fatalf("textRecord(%q, %v)\n got %s\nwant %s", line, cut, got, want)
+				}
+			}
+		}
 	})
 }

@@ -20,10 +20,15 @@ import (
 
 // Appender is what ingest needs of the outbox: store a request's records
 // durably, all or nothing, before it returns nil. A full outbox answers with
-// an error matching outbox.ErrQueueFull, a full disk with outbox.ErrDiskFull.
+// an error matching outbox.ErrQueueFull, a full disk with outbox.ErrDiskFull,
+// records of a source that no route takes with ErrNoRoute.
 type Appender interface {
 	Append(ctx context.Context, source string, records [][]byte) error
 }
+
+// ErrNoRoute is what an Appender's error wraps when no route takes the
+// records' source: retrying cannot help, so ingest refuses them at once.
+var ErrNoRoute = errors.New("no route takes records")
 
 // QueueAppender appends to one outbox queue.
 type QueueAppender struct{ Queue *outbox.Queue[[]byte] }
@@ -41,8 +46,13 @@ type HTTPConfig struct {
 	MaxRecordBytes int           // per record; default 1 MiB
 	MaxConcurrent  int           // requests handled at once; default 64
 	FullWait       time.Duration // how long a request waits for room in a full outbox; default 1s
-	Host           string        // "host" of records that carry none; default the machine's hostname
-	Logger         *slog.Logger
+	// Budget is the memory ingest may hold, shared by every input; nil
+	// gives the endpoint one of DefaultBudgetBytes of its own.
+	Budget *Budget
+	// BudgetWait is how long a request waits for budget before 503; default 250ms.
+	BudgetWait time.Duration
+	Host       string // "host" of records that carry none; default the machine's hostname
+	Logger     *slog.Logger
 }
 
 func (c HTTPConfig) withDefaults() HTTPConfig {
@@ -60,6 +70,12 @@ func (c HTTPConfig) withDefaults() HTTPConfig {
 	}
 	if c.FullWait <= 0 {
 		c.FullWait = time.Second
+	}
+	if c.Budget == nil {
+		c.Budget = NewBudget(0)
+	}
+	if c.BudgetWait <= 0 {
+		c.BudgetWait = 250 * time.Millisecond
 	}
 	if c.Host == "" {
 		c.Host, _ = os.Hostname()
@@ -80,6 +96,9 @@ type HTTP struct {
 	Accepted atomic.Int64 // records accepted
 	Bytes    atomic.Int64 // bytes of the accepted records, as stored
 	Refused  atomic.Int64 // requests refused, for any reason
+	// Truncated counts text records whose message was cut so that the
+	// stored record (escapes and all) fits the record limit.
+	Truncated atomic.Int64
 }
 
 // NewHTTP returns the endpoint; mount Handler on a server with timeouts
@@ -147,8 +166,15 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.reply(w, http.StatusServiceUnavailable, answer{Error: "too many requests at once"})
 		return
 	}
-	records, status, a := h.read(w, r)
+	// What the request holds of the budget is given back once its records
+	// are committed or refused.
+	l := &lease{b: h.cfg.Budget}
+	defer l.releaseAll()
+	records, status, a := h.read(w, r, l)
 	if status != 0 {
+		if status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "1")
+		}
 		h.reply(w, status, a)
 		return
 	}
@@ -164,15 +190,31 @@ func (h *HTTP) authorized(r *http.Request) bool {
 	return subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
 }
 
+// errBudgetBusy: the ingest budget stayed taken for BudgetWait.
+var errBudgetBusy = errors.New("ingest memory budget busy")
+
+// charger charges l, waiting at most BudgetWait for each piece.
+func (h *HTTP) charger(r *http.Request, l *lease) func(int) error {
+	acquire := func(n int64) error {
+		err := h.cfg.Budget.AcquireWithin(r.Context(), n, h.cfg.BudgetWait)
+		if err != nil && !errors.Is(err, ErrOverBudget) {
+			return fmt.Errorf("%w: %w", errBudgetBusy, err)
+		}
+		return err
+	}
+	return func(n int) error { return l.charge(int64(n), acquire) }
+}
+
 // read decodes the body into envelopes, or says which status to answer.
-func (h *HTTP) read(w http.ResponseWriter, r *http.Request) ([][]byte, int, answer) {
+func (h *HTTP) read(w http.ResponseWriter, r *http.Request, l *lease) ([][]byte, int, answer) {
 	ct, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil {
 		ct = ""
 	}
-	decode := map[string]func(io.Reader, int, stamp) ([][]byte, error){
-		"application/x-ndjson": decodeNDJSON, "application/ndjson": decodeNDJSON,
-		"application/json": decodeJSON, "text/plain": decodeText,
+	d := &decoder{maxRecord: h.cfg.MaxRecordBytes, st: newStamp(time.Now().UTC(), h.cfg.Host, "http"), charge: h.charger(r, l)}
+	decode := map[string]func(io.Reader) ([][]byte, error){
+		"application/x-ndjson": d.ndjson, "application/ndjson": d.ndjson,
+		"application/json": d.json, "text/plain": d.text,
 	}[ct]
 	if decode == nil {
 		return nil, http.StatusUnsupportedMediaType, answer{Error: fmt.Sprintf("content type %q: send application/x-ndjson, application/json or text/plain", ct)}
@@ -190,13 +232,22 @@ func (h *HTTP) read(w http.ResponseWriter, r *http.Request) ([][]byte, int, answ
 	default:
 		return nil, http.StatusUnsupportedMediaType, answer{Error: "content encoding " + r.Header.Get("Content-Encoding") + ": send gzip or none"}
 	}
-	st := newStamp(time.Now().UTC(), h.cfg.Host, "http")
-	records, err := decode(body, h.cfg.MaxRecordBytes, st)
+	// The decoder's first buffer, before a byte is read.
+	if err := d.charge(min(64<<10, h.cfg.MaxRecordBytes+1)); err != nil {
+		return nil, http.StatusServiceUnavailable, answer{Error: "ingest is busy (its memory budget is taken); retry later"}
+	}
+	records, err := decode(body)
+	h.Truncated.Add(int64(d.truncated))
 	var tooBig *http.MaxBytesError
 	var bodyErr *BodyError
 	switch {
 	case err == nil:
 		return records, 0, answer{}
+	case errors.Is(err, ErrOverBudget):
+		return nil, http.StatusRequestEntityTooLarge, answer{Error: fmt.Sprintf(
+			"the request needs more memory than ingest's whole budget (%d bytes); send smaller requests", h.cfg.Budget.Size())}
+	case errors.Is(err, errBudgetBusy):
+		return nil, http.StatusServiceUnavailable, answer{Error: "ingest is busy (its memory budget is taken); retry later"}
 	case errors.As(err, &tooBig) || errors.Is(err, errInflatedTooBig):
 		return nil, http.StatusRequestEntityTooLarge, answer{Error: fmt.Sprintf("body over %d bytes", h.cfg.MaxBodyBytes)}
 	case errors.As(err, &bodyErr):
@@ -229,6 +280,9 @@ func (h *HTTP) store(w http.ResponseWriter, r *http.Request, records [][]byte) {
 	case errors.Is(err, outbox.ErrQueueFull):
 		w.Header().Set("Retry-After", "1")
 		h.reply(w, http.StatusServiceUnavailable, answer{Error: "the outbox is full; retry later"})
+	case errors.Is(err, ErrNoRoute):
+		h.reply(w, http.StatusUnprocessableEntity, answer{Error: "no route takes records from source http, so nothing was stored; " +
+			"the configuration's routes must include one for http (retrying will not help)"})
 	case errors.Is(err, outbox.ErrDiskFull):
 		h.reply(w, http.StatusInsufficientStorage, answer{Error: "the disk is full; nothing of this request was stored"})
 	default:

@@ -192,8 +192,9 @@ func FuzzDecodeBodies(f *testing.F) {
 	}
 	st := newStamp(time.Unix(0, 0).UTC(), "h", "http")
 	f.Fuzz(func(t *testing.T, body []byte) {
-		for _, decode := range []func(io.Reader, int, stamp) ([][]byte, error){decodeNDJSON, decodeJSON, decodeText} {
-			recs, err := decode(bytes.NewReader(body), 1<<16, st)
+		d := &decoder{maxRecord: 1 << 16, st: st, charge: func(int) error { return nil }}
+		for _, decode := range []func(io.Reader) ([][]byte, error){d.ndjson, d.json, d.text} {
+			recs, err := decode(bytes.NewReader(body))
 			if err != nil {
 				if _, ok := err.(*BodyError); !ok {
 					t.Fatalf("error of type %T: %v", err, err)

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/outboxd/outboxd/outbox"
@@ -24,7 +26,21 @@ type SyslogConfig struct {
 	// socket, as /dev/log is).
 	Listen          string
 	MaxMessageBytes int // default 64 KiB; longer messages are cut there (counted in Truncated)
-	Logger          *slog.Logger
+	// MaxConnections is how many TCP connections are served at once; more
+	// are closed at once and counted in RefusedConns. Default 64: each holds a
+	// 64 KiB read buffer.
+	MaxConnections int
+	// IdleTimeout closes a TCP connection that sent nothing for this long.
+	// Default 5 minutes.
+	IdleTimeout time.Duration
+	// SocketMode is the permission of a unix:// socket file. Default 0666,
+	// as /dev/log: any local program may log (the unit's UMask=0077 would
+	// otherwise leave it to outboxd's own user).
+	SocketMode os.FileMode
+	// Budget is the memory ingest may hold, shared by every input; nil
+	// gives the listener one of DefaultBudgetBytes of its own.
+	Budget *Budget
+	Logger *slog.Logger
 }
 
 // Syslog is a syslog listener. TCP pushes back: while the outbox is full it
@@ -39,14 +55,27 @@ type Syslog struct {
 
 	Received atomic.Int64 // records committed
 	Bytes    atomic.Int64 // bytes of the committed records, as stored
-	Dropped  atomic.Int64 // datagram records that could not be stored
-	// Truncated counts messages longer than MaxMessageBytes: each was cut
-	// there and kept, as rsyslog's maxMessageSize does.
+	Dropped  atomic.Int64 // datagram records that could not be stored (a full outbox or budget)
+	// Truncated counts messages cut and kept: longer than MaxMessageBytes
+	// (as rsyslog's maxMessageSize does), or whose record would have been
+	// longer than the message limit plus room for the envelope.
 	Truncated atomic.Int64
+	// Unrouted counts records discarded because no route takes syslog.
+	Unrouted atomic.Int64
+	// FramingErrors counts TCP connections closed for an octet-counting
+	// length over MaxMessageBytes (or a length field longer than any such).
+	FramingErrors atomic.Int64
+	// RefusedConns counts TCP connections closed at once: MaxConnections
+	// were open.
+	RefusedConns atomic.Int64
 
-	mu sync.Mutex
-	ln io.Closer
-	pc net.PacketConn
+	maxRecord int      // the longest record stored: MaxMessageBytes + envelopeRoom
+	warned    sync.Map // which one-time warnings were logged
+
+	mu        sync.Mutex
+	ln        io.Closer
+	pc        net.PacketConn
+	acceptErr error // the last Accept failed with this; nil after a success
 }
 
 // maxBatch is the most records one Append carries.
@@ -69,6 +98,19 @@ func NewSyslog(cfg SyslogConfig, app Appender) (*Syslog, error) {
 	}
 	if s.cfg.MaxMessageBytes <= 0 {
 		s.cfg.MaxMessageBytes = 64 << 10
+	}
+	s.maxRecord = s.cfg.MaxMessageBytes + envelopeRoom
+	if s.cfg.MaxConnections <= 0 {
+		s.cfg.MaxConnections = 64
+	}
+	if s.cfg.IdleTimeout <= 0 {
+		s.cfg.IdleTimeout = 5 * time.Minute
+	}
+	if s.cfg.SocketMode == 0 {
+		s.cfg.SocketMode = 0o666
+	}
+	if s.cfg.Budget == nil {
+		s.cfg.Budget = NewBudget(0)
 	}
 	if s.cfg.Logger == nil {
 		s.cfg.Logger = slog.Default()
@@ -95,8 +137,39 @@ func (s *Syslog) Listen() (net.Addr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("syslog: listen %s: %w", s.cfg.Listen, err)
 	}
+	if s.network == "unixgram" {
+		// The socket file is made under the process umask; the mode is
+		// what lets other users' programs write to it.
+		if err := os.Chmod(s.address, s.cfg.SocketMode); err != nil {
+			pc.Close()
+			return nil, fmt.Errorf("syslog: listen %s: socket mode %#o: %w", s.cfg.Listen, s.cfg.SocketMode, err)
+		}
+	}
 	s.pc = pc
 	return pc.LocalAddr(), nil
+}
+
+// Healthy is nil while the listener takes messages; while accepting TCP
+// connections fails (too many open files, say) it is that error, and after
+// Serve stopped on an error it is that one.
+func (s *Syslog) Healthy() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.acceptErr
+}
+
+func (s *Syslog) setHealth(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.acceptErr = err
+}
+
+// warnOnce logs a warning the first time a kind of trouble happens: a
+// hostile or misconfigured sender must not flood the log.
+func (s *Syslog) warnOnce(kind, msg string, args ...any) {
+	if _, seen := s.warned.LoadOrStore(kind, true); !seen {
+		s.cfg.Logger.Warn(msg+" (logged once; see the metrics for counts)", append([]any{"listen", s.cfg.Listen}, args...)...)
+	}
 }
 
 // Serve handles messages until ctx ends; then it closes the socket and
@@ -107,18 +180,71 @@ func (s *Syslog) Serve(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, s.close)
 	defer stop()
 	if ln, ok := s.ln.(net.Listener); ok {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return fmt.Errorf("syslog: accept on %s: %w", s.cfg.Listen, err)
-			}
-			wg.Go(func() { s.serveStream(ctx, conn) })
-		}
+		return s.acceptLoop(ctx, ln, &wg)
 	}
 	return s.serveDatagrams(ctx, &wg)
+}
+
+// acceptLoop serves connections, at most MaxConnections at once. A
+// temporary Accept error (out of file descriptors, say) is retried with a
+// capped backoff, and Healthy reports it meanwhile: one EMFILE must not end
+// TCP ingest for good.
+func (s *Syslog) acceptLoop(ctx context.Context, ln net.Listener, wg *sync.WaitGroup) error {
+	open := make(chan struct{}, s.cfg.MaxConnections) // one token per served connection
+	var delay time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			err = fmt.Errorf("syslog: accept on %s: %w", s.cfg.Listen, err)
+			if !temporaryAcceptError(err) {
+				s.setHealth(err)
+				return err
+			}
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			if s.Healthy() == nil {
+				s.cfg.Logger.Error("syslog: accept failing; retrying", "listen", s.cfg.Listen, "err", err)
+			}
+			s.setHealth(err)
+			select {
+			case <-time.After(delay):
+			case <-ctx.Done():
+				return nil
+			}
+			continue
+		}
+		if delay > 0 {
+			s.cfg.Logger.Info("syslog: accepting again", "listen", s.cfg.Listen)
+			delay = 0
+			s.setHealth(nil)
+		}
+		select {
+		case open <- struct{}{}:
+			wg.Go(func() {
+				defer func() { <-open }()
+				s.serveStream(ctx, conn)
+			})
+		default:
+			s.RefusedConns.Add(1)
+			s.warnOnce("conns", "syslog: connection refused: too many open", "max_connections", s.cfg.MaxConnections)
+			conn.Close()
+		}
+	}
+}
+
+// temporaryAcceptError tells errors that pass (resources short for a while,
+// a peer that gave up before the accept) from a broken listener.
+func temporaryAcceptError(err error) bool {
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM,
+		syscall.ECONNABORTED, syscall.EINTR, syscall.EAGAIN, syscall.EPROTO, syscall.EPERM} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	var te interface{ Timeout() bool }
+	return errors.As(err, &te) && te.Timeout()
 }
 
 func (s *Syslog) close() {
@@ -132,20 +258,39 @@ func (s *Syslog) close() {
 	}
 }
 
+// streamBatch is what a connection's reader hands its storer: records, and
+// the budget bytes they hold until they are committed or given up.
+type streamBatch struct {
+	records [][]byte
+	bytes   int64
+}
+
 // serveStream reads RFC 6587 frames (octet counting or newline-terminated)
 // and stores them in batches. Reading and storing overlap: while one batch
 // commits, the next one fills (up to maxBatch), so a fast stream commits in
 // large transactions and a slow sender's message is stored at once. When
 // the outbox is full the storer waits, the reader blocks on handing over
-// its batch, and the connection is no longer read: back-pressure.
+// its batch, and the connection is no longer read: back-pressure. The same
+// happens while the ingest budget is taken.
 func (s *Syslog) serveStream(ctx context.Context, conn net.Conn) {
 	defer conn.Close()
 	stopOnCancel := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) })
 	defer stopOnCancel()
 	peer := hostOf(conn.RemoteAddr())
-	br := bufio.NewReaderSize(conn, 64<<10)
+	// The first bytes are waited for in a small buffer: a connection that
+	// sends nothing holds neither the 64 KiB read buffer nor a storer.
+	conn.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+	if ctx.Err() != nil {
+		return
+	}
+	first := make([]byte, 512)
+	n, _ := conn.Read(first)
+	if n == 0 {
+		return // closed, idle for IdleTimeout, or stopping
+	}
+	br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(first[:n]), conn), 64<<10)
 
-	batches := make(chan [][]byte, 1)
+	batches := make(chan streamBatch, 1)
 	var failed atomic.Bool
 	// Plain syslog has no acknowledgement; the close is the nearest thing.
 	// The connection closes only after every record read from it is stored
@@ -161,29 +306,89 @@ func (s *Syslog) serveStream(ctx context.Context, conn net.Conn) {
 	var storer sync.WaitGroup
 	storer.Go(func() {
 		for b := range batches {
-			if !failed.Load() && !s.storeStream(ctx, b) {
+			if !failed.Load() && !s.storeStream(ctx, b.records) {
 				failed.Store(true)
 			}
+			s.cfg.Budget.Release(b.bytes)
 		}
 	})
 	defer storer.Wait()
 	defer close(batches)
 
-	var batch [][]byte
+	var batch streamBatch
+	var reserve int64 // budget acquired ahead, not yet used by a record
+	defer func() { s.cfg.Budget.Release(reserve) }()
+	// waited: the reader stood still (the storer busy, the outbox full, the
+	// budget taken); the sender was not idle, so its clock starts again.
+	waited := false
+	flush := func() {
+		if len(batch.records) == 0 {
+			return
+		}
+		select {
+		case batches <- batch:
+		default:
+			batches <- batch
+			waited = true
+		}
+		batch = streamBatch{}
+	}
 	for !failed.Load() {
+		idle := br.Buffered() == 0
+		if idle {
+			// The next read waits on the socket: an idle connection keeps
+			// no budget, and is closed after IdleTimeout.
+			s.cfg.Budget.Release(reserve)
+			reserve = 0
+		}
+		if idle || waited {
+			// The deadline is set before ctx is checked, so a cancel's
+			// deadline wins.
+			conn.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+			waited = false
+			if ctx.Err() != nil {
+				flush()
+				return
+			}
+		}
 		msg, cut, err := readFrame(br, s.cfg.MaxMessageBytes)
-		if cut {
-			s.Truncated.Add(1)
+		if errors.Is(err, errFrameTooLong) {
+			s.FramingErrors.Add(1)
+			s.warnOnce("framing", "syslog: connection closed: octet-counting frame over max_message_bytes",
+				"peer", peer, "err", err, "max_message_bytes", s.cfg.MaxMessageBytes)
 		}
 		if len(msg) > 0 {
-			batch = append(batch, s.envelope(msg, peer))
+			rec, truncated := s.envelope(msg, peer, cut)
+			if truncated {
+				s.Truncated.Add(1)
+			}
+			n := int64(cap(rec)) // what the record holds of memory
+			if n > reserve {
+				want := max(n, budgetChunk)
+				if !s.cfg.Budget.TryAcquire(want) {
+					// Hand over what this connection holds before waiting:
+					// its commit frees budget, and connections that each
+					// waited holding a batch could wait on each other.
+					flush()
+					if err := s.cfg.Budget.Acquire(ctx, n); err != nil {
+						if ctx.Err() == nil {
+							s.cfg.Logger.Error("syslog: record dropped", "listen", s.cfg.Listen, "err", err)
+						}
+						return
+					}
+					want, waited = n, true
+				}
+				reserve += want
+			}
+			reserve -= n
+			batch.records = append(batch.records, rec)
+			batch.bytes += n
 		}
 		// Hand the batch over before the next read could block on an
 		// empty socket; the handover itself waits while the storer is busy
 		// with the previous one, and meanwhile the kernel buffers more.
-		if len(batch) > 0 && (err != nil || len(batch) >= maxBatch || br.Buffered() == 0) {
-			batches <- batch
-			batch = nil
+		if err != nil || len(batch.records) >= maxBatch || br.Buffered() == 0 {
+			flush()
 		}
 		if err != nil {
 			return
@@ -192,7 +397,8 @@ func (s *Syslog) serveStream(ctx context.Context, conn net.Conn) {
 }
 
 // storeStream stores a stream's batch, waiting (and so not reading) while
-// the outbox is full. It gives up only when the listener stops.
+// the outbox is full. It gives up only when the listener stops. Records no
+// route takes are discarded at once: waiting would not help.
 func (s *Syslog) storeStream(ctx context.Context, batch [][]byte) bool {
 	for {
 		err := s.app.Append(ctx, "syslog", batch)
@@ -204,6 +410,9 @@ func (s *Syslog) storeStream(ctx context.Context, batch [][]byte) bool {
 		case ctx.Err() != nil:
 			s.cfg.Logger.Warn("syslog: stopping with records unstored; the sender did not get them acknowledged", "count", len(batch))
 			return false
+		case errors.Is(err, ErrNoRoute):
+			s.discardUnrouted(len(batch), err)
+			return true
 		case errors.Is(err, outbox.ErrQueueFull) && len(batch) > 1:
 			// A full outbox makes Append wait (on ctx), so a quick
 			// ErrQueueFull means the batch is larger than the whole outbox:
@@ -225,38 +434,53 @@ func (s *Syslog) storeStream(ctx context.Context, batch [][]byte) bool {
 	}
 }
 
+func (s *Syslog) discardUnrouted(n int, err error) {
+	s.Unrouted.Add(int64(n))
+	s.warnOnce("noroute", "syslog: records discarded: no route takes source syslog", "err", err)
+}
+
+// errFrameTooLong: an octet-counting length over the message limit. The
+// frame cannot be skipped safely (a length that big is more likely garbage
+// than a message), so the connection is closed.
+var errFrameTooLong = errors.New("octet-counting frame longer than the message limit")
+
 // readFrame reads one message: "LEN SP MSG" when the frame starts with a
-// digit (octet counting), else up to the next newline. A message longer than
-// max is cut there and kept; cut says so.
+// digit (octet counting), else up to the next newline. A line longer than
+// max is cut there and kept; cut says so. A length over max is
+// errFrameTooLong: the length is read digit by digit, never more digits than
+// max has, so a flood of digits is not buffered.
 func readFrame(br *bufio.Reader, max int) (msg []byte, cut bool, err error) {
 	first, err := br.Peek(1)
 	if err != nil {
 		return nil, false, err
 	}
-	if first[0] >= '1' && first[0] <= '9' {
-		lenStr, err := br.ReadString(' ')
-		if err != nil {
-			return nil, false, err
-		}
-		n, perr := strconv.Atoi(lenStr[:len(lenStr)-1])
-		if perr != nil || n <= 0 {
-			// Not a length after all: keep it as the start of a line.
-			rest, cut, err := readLine(br, max-min(len(lenStr), max))
-			return append([]byte(lenStr), rest...), cut || len(lenStr) > max, err
-		}
-		// The claim cannot make us allocate more than max.
-		msg := make([]byte, min(n, max))
-		if _, err := io.ReadFull(br, msg); err != nil {
-			return msg, false, err
-		}
-		if n > max {
-			if _, err := io.CopyN(io.Discard, br, int64(n-max)); err != nil {
-				return msg, true, err
-			}
-		}
-		return msg, n > max, nil
+	if first[0] < '1' || first[0] > '9' {
+		return readLine(br, max)
 	}
-	return readLine(br, max)
+	digits := len(strconv.Itoa(max))
+	for i := 1; ; i++ {
+		b, err := br.Peek(i + 1)
+		if err != nil {
+			return readLine(br, max) // what there is, and the error
+		}
+		switch c := b[i]; {
+		case c >= '0' && c <= '9':
+			if i >= digits {
+				return nil, false, fmt.Errorf("%w: a length of more than %d digits", errFrameTooLong, digits)
+			}
+		case c == ' ':
+			n, _ := strconv.Atoi(string(b[:i]))
+			if n > max {
+				return nil, false, fmt.Errorf("%w: %d bytes, the limit is %d", errFrameTooLong, n, max)
+			}
+			br.Discard(i + 1)
+			msg := make([]byte, n)
+			_, err := io.ReadFull(br, msg)
+			return msg, false, err
+		default:
+			return readLine(br, max) // not a length after all: the start of a line
+		}
+	}
 }
 
 // readLine reads up to the next newline and keeps at most max bytes of the
@@ -292,7 +516,8 @@ func withoutNewline(b []byte) int {
 }
 
 // serveDatagrams reads datagrams; a batcher stores them. A datagram that
-// cannot be stored within a second is dropped and counted.
+// cannot be stored within a second, or finds the ingest budget taken, is
+// dropped and counted.
 func (s *Syslog) serveDatagrams(ctx context.Context, wg *sync.WaitGroup) error {
 	queue := make(chan []byte, 16*maxBatch)
 	wg.Go(func() { s.storeDatagrams(queue) })
@@ -306,16 +531,27 @@ func (s *Syslog) serveDatagrams(ctx context.Context, wg *sync.WaitGroup) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("syslog: read on %s: %w", s.cfg.Listen, err)
+			err = fmt.Errorf("syslog: read on %s: %w", s.cfg.Listen, err)
+			s.setHealth(err)
+			return err
 		}
-		if n > s.cfg.MaxMessageBytes {
+		cut := n > s.cfg.MaxMessageBytes
+		if cut {
 			n = s.cfg.MaxMessageBytes
+		}
+		rec, truncated := s.envelope(buf[:n], hostOf(addr), cut)
+		if truncated {
 			s.Truncated.Add(1)
 		}
-		rec := s.envelope(buf[:n], hostOf(addr))
+		if !s.cfg.Budget.TryAcquire(int64(cap(rec))) {
+			s.Dropped.Add(1)
+			s.warnOnce("budget", "syslog: datagrams dropped: the ingest memory budget is taken")
+			continue
+		}
 		select {
 		case queue <- rec:
 		default:
+			s.cfg.Budget.Release(int64(cap(rec)))
 			s.Dropped.Add(1)
 		}
 	}
@@ -336,28 +572,79 @@ func (s *Syslog) storeDatagrams(queue <-chan []byte) {
 				break more
 			}
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := s.app.Append(ctx, "syslog", batch)
-		cancel()
-		if err != nil {
-			s.Dropped.Add(int64(len(batch)))
-			s.cfg.Logger.Warn("syslog: datagrams dropped; UDP cannot push back", "count", len(batch), "err", err)
-			continue
-		}
-		s.Received.Add(int64(len(batch)))
-		s.Bytes.Add(totalBytes(batch))
+		s.storeDatagramBatch(batch)
+		s.cfg.Budget.Release(totalCap(batch))
 	}
 }
 
-func (s *Syslog) envelope(msg []byte, peer string) []byte {
+func (s *Syslog) storeDatagramBatch(batch [][]byte) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	err := s.app.Append(ctx, "syslog", batch)
+	switch {
+	case err == nil:
+		s.Received.Add(int64(len(batch)))
+		s.Bytes.Add(totalBytes(batch))
+	case errors.Is(err, ErrNoRoute):
+		s.discardUnrouted(len(batch), err)
+	default:
+		s.Dropped.Add(int64(len(batch)))
+		s.cfg.Logger.Warn("syslog: datagrams dropped; UDP cannot push back", "count", len(batch), "err", err)
+	}
+}
+
+// envelope builds the record of msg; cut says msg was already cut at the
+// message limit, truncated that the record says so. The record is kept
+// within maxRecord: its message is cut further when escaping made it longer.
+func (s *Syslog) envelope(msg []byte, peer string, cut bool) (rec []byte, truncated bool) {
 	now := time.Now().UTC()
+	m := ParseSyslog(msg, now)
+	var precutDone bool
+	if s.maxRecord > 0 {
+		m.Message, precutDone = precut(m.Message, s.maxRecord-envelopeRoom)
+	}
 	// The envelope borrows msg's bytes: Marshal copies them, and the
 	// envelope is dropped here.
-	rec, err := newSyslogEnvelope(ParseSyslog(msg, now), now, "syslog", peer, true).Marshal()
-	if err != nil { // cannot happen: every field is a string, a time or a map of strings
-		rec = []byte(`{"source":"syslog","parse_error":true}`)
+	e := newSyslogEnvelope(m, now, "syslog", peer, true)
+	e.Truncated = cut || precutDone
+	if precutDone {
+		// Escapes make the record up to six times its message: one
+		// allocation of the limit, not a series of doublings past it.
+		return e.appendTo(make([]byte, 0, s.maxRecord)), true
+	}
+	rec, _ = e.Marshal() // cannot fail: every field is a string, a time or a map of strings
+	if s.maxRecord <= 0 || len(rec) <= s.maxRecord {
+		return rec, cut
+	}
+	return s.fitEnvelope(msg, m, now, peer), true
+}
+
+// fitEnvelope cuts the message until the record fits maxRecord. When the
+// header alone is too long (structured data of control bytes, say), the
+// message is kept unparsed instead, cut to fit.
+func (s *Syslog) fitEnvelope(raw []byte, m SyslogMessage, now time.Time, peer string) []byte {
+	build := func(message []byte, _ bool) []byte {
+		m.Message = message
+		e := newSyslogEnvelope(m, now, "syslog", peer, true)
+		e.Truncated = true
+		rec, _ := e.Marshal()
+		return rec
+	}
+	rec, _, fits := fitRecord(m.Message, s.maxRecord, build)
+	if !fits {
+		m = SyslogMessage{Format: FormatUnparsed, Facility: -1, Severity: -1}
+		rec, _, _ = fitRecord(raw, s.maxRecord, build)
 	}
 	return rec
+}
+
+// totalCap is the memory records hold: what the budget was charged.
+func totalCap(records [][]byte) int64 {
+	var n int64
+	for _, r := range records {
+		n += int64(cap(r))
+	}
+	return n
 }
 
 func hostOf(a net.Addr) string {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -183,19 +184,42 @@ func TestSyslogTCPStream(t *testing.T) {
 }
 
 func TestReadFrame(t *testing.T) {
-	br := bufio.NewReader(strings.NewReader("5 hello3 abcline one\n12 twelve bytes9 cut here\n999999999 x"))
-	for _, want := range []struct {
-		msg string
-		cut bool
-	}{{"hello", false}, {"abc", false}, {"line one\n", false}, {"twelve b", true}, {"cut here", true}} {
-		got, cut, err := readFrame(br, 8)
-		if err != nil || string(got) != want.msg || cut != want.cut {
-			t.Fatalf("frame = %q, cut %v, %v; want %q, cut %v", got, cut, err, want.msg, want.cut)
+	t.Run("both framings; a line over the limit is cut, a line that starts with digits is a line", func(t *testing.T) {
+		br := bufio.NewReader(strings.NewReader("5 hello3 abcline one\n8 eight bytwelve bytes\n9-to-5 job\n"))
+		for _, want := range []struct {
+			msg string
+			cut bool
+		}{{"hello", false}, {"abc", false}, {"line one\n", false}, {"eight by", false}, {"twelve b", true}, {"9-to-5 j", true}} {
+			got, cut, err := readFrame(br, 8)
+			if err != nil || string(got) != want.msg || cut != want.cut {
+				t.Fatalf("frame = %q, cut %v, %v; want %q, cut %v", got, cut, err, want.msg, want.cut)
+			}
 		}
-	}
-	if got, _, err := readFrame(br, 1024); err == nil || len(got) > 1024 {
-		t.Fatalf("a frame claiming 999999999 bytes: %d bytes, %v", len(got), err)
-	}
+	})
+	t.Run("an octet-counting length over the limit is an error, read no further than the limit's digits", func(t *testing.T) {
+		for _, in := range []string{"9 123456789", "99999 x", "1000000 x", strings.Repeat("7", 1<<20)} {
+			r := &countingReader{r: strings.NewReader(in)}
+			br := bufio.NewReaderSize(r, 16)
+			got, _, err := readFrame(br, 8)
+			if !errors.Is(err, errFrameTooLong) || got != nil {
+				t.Fatalf("%.20q: frame %q, %v; want errFrameTooLong", in, got, err)
+			}
+			if r.n > 16 {
+				t.Fatalf("%.20q: read %d bytes to find the length too long", in, r.n)
+			}
+		}
+	})
+}
+
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
 }
 
 func TestReadLine(t *testing.T) {

@@ -53,19 +53,29 @@ type sinkHealth struct {
 	NeedsAction  bool      `json:"needs_action,omitempty"`
 }
 
-// readyz is 200 while ingest is open and not blocked (no sink with when_full
-// block has a full queue), the outbox takes records (its disk is not full)
-// and no sink has failed for longer than failingTooLong; the body says which
-// sinks fail and since when, and which block ingest.
+// readyz is 200 while ingest is open (no syslog listener failing to accept)
+// and not blocked (no sink with when_full block has a full queue), the
+// outbox takes records (its disk is not full) and no sink has failed for
+// longer than failingTooLong or needs an operator; the body says which sinks
+// fail and since when, and which block ingest.
 func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
 	body := struct {
 		Ready     bool                  `json:"ready"`
 		Outbox    string                `json:"outbox_error,omitempty"`
 		BlockedBy []string              `json:"ingest_blocked_by,omitempty"`
+		Ingest    map[string]string     `json:"ingest_errors,omitempty"`
 		Sinks     map[string]sinkHealth `json:"sinks"`
 	}{Ready: d.ready.Load(), Sinks: map[string]sinkHealth{}}
 	if body.BlockedBy = d.router.Blocking(); len(body.BlockedBy) > 0 {
 		body.Ready = false // every sender waits, or hears 503, until these sinks drain
+	}
+	for i, s := range d.syslogs {
+		if err := s.Healthy(); err != nil {
+			if body.Ingest == nil {
+				body.Ingest = map[string]string{}
+			}
+			body.Ingest[d.cfg.Ingest.Syslog[i].Listen], body.Ready = err.Error(), false
+		}
 	}
 	d.sinks.each(func(s *sinkRun) {
 		snap, err := s.worker.Snapshot(r.Context())
@@ -94,6 +104,9 @@ func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(body)
 }
 
+// helpTruncated is shared: one metric name has one help text.
+const helpTruncated = "Messages cut at the size limit, or so that the stored record (escapes and all) fits it, and stored."
+
 // metrics registers gauges and counters that read the live state at scrape
 // time: nothing is counted twice, nothing goes stale.
 func (d *daemon) metrics() *prometheus.Registry {
@@ -107,14 +120,18 @@ func (d *daemon) metrics() *prometheus.Registry {
 		l := prometheus.Labels{"endpoint": "http"}
 		counter("outboxd_ingest_records_total", "Records accepted (committed).", l, func() float64 { return float64(h.Accepted.Load()) })
 		counter("outboxd_ingest_bytes_total", "Bytes of the accepted records.", l, func() float64 { return float64(h.Bytes.Load()) })
-		counter("outboxd_ingest_refused_requests_total", "Requests refused, for any reason (bad input, full, auth).", l, func() float64 { return float64(h.Refused.Load()) })
+		counter("outboxd_ingest_refused_requests_total", "Requests refused, for any reason (bad input, full, auth, memory budget, no route).", l, func() float64 { return float64(h.Refused.Load()) })
+		counter("outboxd_ingest_truncated_records_total", helpTruncated, l, func() float64 { return float64(h.Truncated.Load()) })
 	}
 	for i, s := range d.syslogs {
 		l := prometheus.Labels{"endpoint": d.cfg.Ingest.Syslog[i].Listen}
 		counter("outboxd_ingest_records_total", "Records accepted (committed).", l, func() float64 { return float64(s.Received.Load()) })
 		counter("outboxd_ingest_bytes_total", "Bytes of the accepted records.", l, func() float64 { return float64(s.Bytes.Load()) })
-		counter("outboxd_ingest_dropped_records_total", "Datagrams that could not be stored (UDP cannot push back).", l, func() float64 { return float64(s.Dropped.Load()) })
-		counter("outboxd_ingest_truncated_records_total", "Messages longer than 64 KiB, cut there and stored.", l, func() float64 { return float64(s.Truncated.Load()) })
+		counter("outboxd_ingest_dropped_records_total", "Datagrams that could not be stored: a full outbox or memory budget (UDP cannot push back).", l, func() float64 { return float64(s.Dropped.Load()) })
+		counter("outboxd_ingest_truncated_records_total", helpTruncated, l, func() float64 { return float64(s.Truncated.Load()) })
+		counter("outboxd_ingest_unrouted_records_total", "Records discarded because no route takes syslog.", l, func() float64 { return float64(s.Unrouted.Load()) })
+		counter("outboxd_ingest_framing_errors_total", "TCP connections closed for an octet-counting length over the message limit.", l, func() float64 { return float64(s.FramingErrors.Load()) })
+		counter("outboxd_ingest_refused_connections_total", "TCP connections closed at once: max_connections were open.", l, func() float64 { return float64(s.RefusedConns.Load()) })
 	}
 	return reg
 }

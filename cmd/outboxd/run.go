@@ -318,10 +318,13 @@ func buildSink(name string, sc config.Sink, log *slog.Logger) (forwarders.Sink, 
 
 func (d *daemon) startIngest(ctx context.Context, wg *sync.WaitGroup) (*http.Server, error) {
 	r := d.router
+	// One budget for every endpoint: the memory held by records read but
+	// not yet stored is bounded whoever sends them.
+	budget := ingest.NewBudget(int64(d.cfg.Ingest.MemoryBudget))
 	var srv *http.Server
 	if h := d.cfg.Ingest.HTTP; h != nil {
 		endpoint := ingest.NewHTTP(ingest.HTTPConfig{Path: h.Path, Token: h.Token, MaxBodyBytes: int64(h.MaxBodyBytes),
-			MaxRecordBytes: int(h.MaxRecordBytes), MaxConcurrent: h.MaxConcurrent, Logger: d.log}, r)
+			MaxRecordBytes: int(h.MaxRecordBytes), MaxConcurrent: h.MaxConcurrent, Budget: budget, Logger: d.log}, r)
 		d.http = endpoint
 		ln, err := net.Listen("tcp", h.Listen)
 		if err != nil {
@@ -336,7 +339,8 @@ func (d *daemon) startIngest(ctx context.Context, wg *sync.WaitGroup) (*http.Ser
 		d.log.Info("http ingest listening", "addr", ln.Addr().String())
 	}
 	for i, sl := range d.cfg.Ingest.Syslog {
-		s, err := ingest.NewSyslog(ingest.SyslogConfig{Listen: sl.Listen, Logger: d.log}, r)
+		s, err := ingest.NewSyslog(ingest.SyslogConfig{Listen: sl.Listen, MaxConnections: sl.MaxConnections,
+			IdleTimeout: sl.IdleTimeout, SocketMode: os.FileMode(sl.SocketMode), Budget: budget, Logger: d.log}, r)
 		if err != nil {
 			return srv, fmt.Errorf("ingest.syslog[%d]: %w", i, err)
 		}

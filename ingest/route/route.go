@@ -16,12 +16,9 @@ import (
 	"time"
 
 	"github.com/outboxd/outboxd/config"
+	"github.com/outboxd/outboxd/ingest"
 	"github.com/outboxd/outboxd/outbox"
 )
-
-// ErrNoRoute: no route takes records from the source. Inputs refuse such
-// records at once (retrying cannot help until the configuration changes).
-var ErrNoRoute = errors.New("no route takes these records")
 
 // Sink is one sink as the router sees it: its queue and what a full queue
 // does to ingest.
@@ -96,7 +93,9 @@ func (r *Router) Append(ctx context.Context, source string, records [][]byte) er
 func (r *Router) appendBy(ctx context.Context, t *table, source string, records [][]byte) error {
 	names := t.sinksFor(source)
 	if len(names) == 0 {
-		return fmt.Errorf("%w: source %s", ErrNoRoute, source)
+		// Inputs refuse such records at once: retrying cannot help until
+		// the configuration changes.
+		return fmt.Errorf("%w from %s", ingest.ErrNoRoute, source)
 	}
 	targets := make([]outbox.Target[[]byte], len(names))
 	for i, name := range names {
