@@ -221,3 +221,16 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 }
 
 func newServer(h http.Handler) *httptest.Server { return httptest.NewServer(h) }
+
+// waitUntilOr is waitUntil that adds why() to the failure.
+func waitUntilOr(t *testing.T, what string, cond func() bool, why func() string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for !cond() {
+		if ctx.Err() != nil {
+			t.Fatalf("timed out waiting for %s: %s", what, why())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

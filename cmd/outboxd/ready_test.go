@@ -72,7 +72,9 @@ func TestReadyzAcceptFailing(t *testing.T) {
 			return code == 503 && strings.Contains(body, "ingest_errors") && strings.Contains(body, "too many open files")
 		})
 		limit("4096")
-		waitUntil(t, "readyz to be 200 again", func() bool { code, _ := readyz(); return code == 200 })
+		var last string
+		waitUntilOr(t, "readyz to be 200 again", func() bool { code, body := readyz(); last = body; return code == 200 },
+			func() string { return last + "\n" + lastLines(d.log(), 10) })
 		fmt.Fprintf(conns[3], "<14>1 - h app - - - accepted late\n")
 		want := fmt.Sprintf(`outboxd_ingest_records_total{endpoint="tcp://127.0.0.1:%d"} 1`, tcpPort)
 		waitUntil(t, "the record of a connection accepted after EMFILE", func() bool { return strings.Contains(ingestMetrics(t, adminPort), want) })
