@@ -3,7 +3,6 @@ package outbox
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -80,15 +79,15 @@ type committer struct {
 	durability Durability
 	conn       *sql.Conn
 
-	res *reserve // room kept for deletes on a full disk; nil for dead-letter files
-
-	// Acks relax to synchronous=NORMAL (see inTx); these track it.
-	relaxed  bool // the connection runs at NORMAL now
-	unsynced bool // a relaxed commit is not fsynced yet
-	// relaxedAcks counts the relaxed commits since the last sync; at
-	// maxRelaxedAcks the next ack commits synced. It bounds what a power cut
-	// during a pure drain can send again (see maxRelaxedAcks).
-	relaxedAcks int
+	// The committer's other jobs, each with its state in its own file:
+	// acks committed without an fsync (acksync.go), the reserve for a full
+	// disk (reserve.go), giving free pages back (shrink.go) and the byte
+	// limit (limit.go). Each file changes only its own job's state; the
+	// others call its methods.
+	ackSync           // embedded: tests read c.unsynced
+	res     *reserve  // room kept for deletes on a full disk; nil for dead-letter files
+	shrink  shrinker  // giving a drained file's free pages back
+	limit   byteLimit // Options.MaxBytes and the bytes in use
 
 	ops chan *writeOp
 	// acks carries the ops that only delete acknowledged records. Every
@@ -110,17 +109,6 @@ type committer struct {
 
 	stats   commitStats
 	timings commitTimings
-
-	// The disk limit (Options.MaxBytes): inserts that would take the pages
-	// in use past maxBytes are refused. usedBytes is re-read after every
-	// commit while a limit is set.
-	maxBytes int64
-	used     atomic.Int64 // written by the committer only; Queue.Full reads it
-
-	lastShrink    time.Time
-	freeSince     time.Time // since when every check found the file mostly free
-	shrinkPending bool      // a check was put off; the loop runs it later
-	shrinking     bool      // the file is being cut back, a step at a time
 }
 
 // commitStats counts what the committer did, for tests, benchmarks and metrics.
@@ -150,7 +138,7 @@ func startCommitter(ctx context.Context, db *sql.DB, path string, d Durability, 
 		stmts:      map[string]*sql.Stmt{},
 		inserts:    map[insertKey]string{},
 		timings:    newCommitTimings(),
-		maxBytes:   maxBytes,
+		limit:      byteLimit{max: maxBytes},
 	}
 	if err := c.measureUsed(ctx); err != nil {
 		conn.Close()
@@ -207,17 +195,6 @@ func (c *committer) stop() {
 // alwaysReady is a closed channel: a select case on it is always ready.
 var alwaysReady = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
-// ackSyncDelay bounds how long an acknowledgement may stay unsynced.
-const ackSyncDelay = time.Second
-
-// maxRelaxedAcks bounds how many ack commits in a row may skip the fsync.
-// A forwarder acks one batch at a time, so each commit holds at most one
-// ack per sink: a power cut during a pure drain re-delivers at most this
-// many batches per sink, plus the one in flight and the one delivered but
-// not yet acknowledged. Syncing every fifth ack costs a drain of 1,000-record
-// batches about 0.1 ms per 5,000 records.
-const maxRelaxedAcks = 4
-
 func (c *committer) loop() {
 	defer close(c.done)
 	defer c.closeConn()
@@ -226,7 +203,7 @@ func (c *committer) loop() {
 	var shrinkDue <-chan time.Time // nil unless a shrink check was put off
 	for {
 		var shrinkNow <-chan struct{} // ready while shrinking: a step when nothing else waits
-		if c.shrinking {
+		if c.shrink.stepping() {
 			shrinkNow = alwaysReady
 		}
 		select {
@@ -259,77 +236,23 @@ func (c *committer) loop() {
 				}
 				break
 			}
-			if c.unsynced {
+			if c.ackSync.pending() {
 				c.syncWAL()
 			}
 			return
 		}
-		if c.shrinkPending && shrinkDue == nil {
+		if c.shrink.putOff() && shrinkDue == nil {
 			shrinkDue = time.After(shrinkInterval)
 		}
-		switch {
-		case c.unsynced && syncTimer == nil:
+		switch unsynced := c.ackSync.pending(); {
+		case unsynced && syncTimer == nil:
 			syncTimer = time.NewTimer(ackSyncDelay)
 			syncDue = syncTimer.C
-		case !c.unsynced && syncTimer != nil:
+		case !unsynced && syncTimer != nil:
 			syncTimer.Stop()
 			syncTimer, syncDue = nil, nil
 		}
 	}
-}
-
-// syncWAL makes relaxed commits durable: a checkpoint fsyncs the WAL before
-// it copies frames back. If a reader kept it from copying anything, the WAL
-// may not have been synced; the next timer tries again.
-func (c *committer) syncWAL() {
-	ctx := context.Background()
-	if err := c.relax(ctx, false); err != nil {
-		return
-	}
-	var busy, logFrames, done int
-	err := c.conn.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &logFrames, &done)
-	c.unsynced = err != nil || done < logFrames
-	if !c.unsynced {
-		c.stats.synced.Add(1)
-		c.relaxedAcks = 0
-	}
-}
-
-// relax sets the connection to NORMAL (true) or back to the queue's level.
-func (c *committer) relax(ctx context.Context, on bool) error {
-	if c.relaxed == on {
-		return nil
-	}
-	level := c.durability.pragma()
-	if on {
-		level = "NORMAL"
-	}
-	if _, err := c.conn.ExecContext(ctx, "PRAGMA synchronous="+level); err != nil {
-		return dbError("set synchronous in", c.path, err)
-	}
-	c.relaxed = on
-	return nil
-}
-
-// ackOnly reports whether a batch only deletes records that consumers
-// acknowledged. Such a commit need not be fsynced: if a power cut undoes it,
-// the records are delivered again (at least once), never lost. It is synced
-// by the next commit that adds records (the WAL is synced whole), or by
-// syncWAL within ackSyncDelay. Inserts, Clear and dead-letter copies always
-// commit at the queue's durability.
-func (c *committer) ackOnly(batch []*writeOp) bool {
-	if c.durability != DurabilityFull && c.durability != DurabilityExtra {
-		return false
-	}
-	if c.relaxedAcks >= maxRelaxedAcks {
-		return false // this one syncs, and with it every relaxed one before
-	}
-	for _, op := range batch {
-		if len(op.rows) > 0 || op.exec != nil || len(op.del) == 0 {
-			return false
-		}
-	}
-	return true
 }
 
 func (c *committer) closeConn() {
@@ -427,22 +350,14 @@ func (c *committer) answerPings(batch []*writeOp) []*writeOp {
 	return keep
 }
 
-// afterTx spends the reserve when the disk is full, and tries to rebuild it
-// after records were deleted.
+// afterTx tells the jobs that depend on a commit's outcome: the byte limit
+// re-reads the pages in use, and the reserve is spent on a full disk or
+// rebuilt after records were deleted.
 func (c *committer) afterTx(err error, batch []*writeOp) {
-	if err == nil && c.maxBytes > 0 {
+	if err == nil && c.limit.set() {
 		c.measureUsed(context.Background()) // on error, the last figure stands
 	}
-	if c.res == nil {
-		return
-	}
-	if errors.Is(err, ErrDiskFull) {
-		c.res.spend()
-		return
-	}
-	if err == nil && c.res.freed.Load() && deletedAny(batch) {
-		c.recoverReserve()
-	}
+	c.reserveAfterTx(err, batch)
 }
 
 func deletedAny(batch []*writeOp) bool {
@@ -497,20 +412,9 @@ func (c *committer) inTx(batch []*writeOp) error {
 		return dbError("commit", c.path, err)
 	}
 	c.timings.observe(len(batch), time.Since(start))
-	switch {
-	case relaxed:
-		c.unsynced = true
-	case wroteAny(batch):
-		c.unsynced = false // a full commit synced the whole WAL, earlier frames too
-	default:
-		// A commit that changed nothing wrote no frame and synced nothing
-		// (acks of rows that DropOldest had deleted already).
-	}
+	c.ackSync.committed(relaxed, !relaxed && wroteAny(batch))
 	if relaxed {
 		c.stats.relaxed.Add(1)
-		c.relaxedAcks++
-	} else if !c.unsynced {
-		c.relaxedAcks = 0
 	}
 	return nil
 }

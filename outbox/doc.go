@@ -27,4 +27,12 @@
 // One process owns a database file at a time: the queue keeps its record count
 // and its leases in memory. Other processes may read the file (the sqlite3
 // shell, for example) but must not write to it while a Queue has it open.
+//
+// # Inspection
+//
+// Inspect opens a queue file and its dead-letter file read-only, for tools
+// that run beside the owning process: it lists the tables, counts records
+// and dead letters, reads the oldest record's time and the dead letters
+// themselves. PurgeDeadLetters deletes dead letters by age and count; it
+// writes only the dead-letter file, which SQLite lets two processes share.
 package outbox

@@ -14,7 +14,24 @@ import (
 // rowReader reads the rows of claims, as readAfter does; tests wrap one.
 type rowReader interface {
 	read(ctx context.Context, table string, after, upTo int64, limit int) ([]storedRow, error)
+	// readBytes is read that stops before the row that bc says would pass
+	// the claim's byte cap, and returns that row's id (0: it did not stop).
+	readBytes(ctx context.Context, table string, after, upTo int64, limit int, bc byteCap) (rows []storedRow, stop int64, err error)
 	close()
+}
+
+// byteCap bounds what one read of a claim holds: room is what is left of
+// the claim's maxBytes (0 or less when nothing is), and first lets the
+// read's first row in whatever its size (a claim holds at least one row).
+type byteCap struct {
+	room  int
+	first bool
+}
+
+// stops reports whether a read that holds rows rows of size bytes must stop
+// before a row of n bytes.
+func (bc byteCap) stops(rows, size, n int) bool {
+	return (rows > 0 || !bc.first) && size+n > bc.room
 }
 
 // claimReader reads the rows of claims through SQLite's C API, on one
@@ -63,13 +80,31 @@ func openClaimReader(ctx context.Context, db *sql.DB) *claimReader {
 // read returns up to limit rows of table with ids in (after, upTo], in id
 // order, as readAfter does.
 func (r *claimReader) read(ctx context.Context, table string, after, upTo int64, limit int) ([]storedRow, error) {
+	rows, _, err := r.readRows(ctx, table, after, upTo, limit, nil)
+	return rows, err
+}
+
+// readBytes is read with a byte cap. A row's size is known before it is
+// copied, so a claim over large records reads about maxBytes of them, not
+// limit records.
+func (r *claimReader) readBytes(ctx context.Context, table string, after, upTo int64, limit int, bc byteCap) ([]storedRow, int64, error) {
+	return r.readRows(ctx, table, after, upTo, limit, &bc)
+}
+
+// readRows is read, and readBytes when bc is not nil.
+func (r *claimReader) readRows(ctx context.Context, table string, after, upTo int64, limit int, bc *byteCap) (rows []storedRow, stop int64, err error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, 0, err
+	}
+	slabCap := slabSize
+	if bc != nil {
+		slabCap = max(min(slabCap, bc.room), 0)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	rows := make([]storedRow, 0, min(limit, 1024)) // limit may be huge: "everything"
-	err := r.conn.Raw(func(dc any) error {
+	rows = make([]storedRow, 0, min(limit, 1024)) // limit may be huge: "everything"
+	size := 0
+	err = r.conn.Raw(func(dc any) error {
 		h, err := handleOf(dc)
 		if err != nil {
 			return err
@@ -93,8 +128,13 @@ func (r *claimReader) read(ctx context.Context, table string, after, upTo int64,
 				id := sqlite3.Xsqlite3_column_int64(h.tls, stmt, 0)
 				p := sqlite3.Xsqlite3_column_blob(h.tls, stmt, 1)
 				n := int(sqlite3.Xsqlite3_column_bytes(h.tls, stmt, 1))
+				if bc != nil && bc.stops(len(rows), size, n) {
+					stop = id
+					return nil
+				}
+				size += n
 				if cap(slab)-len(slab) < n {
-					slab = make([]byte, 0, max(slabSize, n))
+					slab = make([]byte, 0, max(slabCap, n))
 				}
 				start := len(slab)
 				if n > 0 {
@@ -110,7 +150,7 @@ func (r *claimReader) read(ctx context.Context, table string, after, upTo int64,
 			}
 		}
 	})
-	return rows, err
+	return rows, stop, err
 }
 
 // stmt returns table's prepared SELECT, preparing it the first time.

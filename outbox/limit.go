@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 )
 
 // rowOverhead is what SQLite spends on a row beside its payload: the rowid,
@@ -10,10 +11,27 @@ import (
 // limit is checked against the pages really in use after every commit.
 const rowOverhead = 24
 
+// byteLimit is the disk limit (Options.MaxBytes): inserts that would take
+// the pages in use past max are refused. used is re-read after every commit
+// while a limit is set. Only this file changes it.
+type byteLimit struct {
+	max  int64        // 0: no limit
+	used atomic.Int64 // written by the committer only; Queue.Full reads it
+}
+
+// set reports whether the file has a limit.
+func (l *byteLimit) set() bool { return l.max > 0 }
+
+// maxBytes is the limit; 0 when there is none.
+func (l *byteLimit) maxBytes() int64 { return l.max }
+
+// reached reports whether the pages in use reached the limit.
+func (l *byteLimit) reached() bool { return l.max > 0 && l.used.Load() >= l.max }
+
 // measureUsed reads how many bytes of the file hold live pages: the file's
 // pages minus the free ones that SQLite will reuse before it grows the file.
 func (c *committer) measureUsed(ctx context.Context) error {
-	if c.maxBytes <= 0 {
+	if !c.limit.set() {
 		return nil
 	}
 	var pages, free, size int64
@@ -23,7 +41,7 @@ func (c *committer) measureUsed(ctx context.Context) error {
 	if err != nil {
 		return dbError("measure the size of", c.path, err)
 	}
-	c.used.Store((pages - free) * size)
+	c.limit.used.Store((pages - free) * size)
 	return nil
 }
 
@@ -34,25 +52,26 @@ func (c *committer) measureUsed(ctx context.Context) error {
 // parts that may drop are left out; only if the parts that block still do
 // not fit is the whole group refused.
 func (c *committer) refuseOverLimit(batch []*writeOp) []*writeOp {
-	if c.maxBytes <= 0 || len(batch) == 0 {
+	limit := c.limit.max
+	if limit <= 0 || len(batch) == 0 {
 		return batch
 	}
-	if over := c.used.Load() + batchPayload(batch) - c.maxBytes; over > 0 {
+	if over := c.limit.used.Load() + batchPayload(batch) - limit; over > 0 {
 		// A page frees only once every row on it is gone: evict a sixteenth
 		// of the limit more than needed, so that pages really free and the
 		// next evictions come a while later, not on every write.
-		c.evictForBytes(batch, over+c.maxBytes/16)
+		c.evictForBytes(batch, over+limit/16)
 	}
 	keep := batch[:0:0]
-	used := c.used.Load()
+	used := c.limit.used.Load()
 	for _, op := range batch {
 		add := op.payloadBytes()
-		if add > 0 && used+add > c.maxBytes {
+		if add > 0 && used+add > limit {
 			add = op.leaveOutDroppable()
 		}
-		if add > 0 && used+add > c.maxBytes {
+		if add > 0 && used+add > limit {
 			c.finish([]*writeOp{op}, fmt.Errorf("outbox: write %s: %w: %d bytes in use, %d more would pass the disk limit of %d bytes",
-				c.path, ErrQueueFull, used, add, c.maxBytes))
+				c.path, ErrQueueFull, used, add, limit))
 			continue
 		}
 		used += add

@@ -62,6 +62,10 @@ func (r *reserve) fill() bool {
 	return f.Sync() == nil
 }
 
+// spent reports whether the reserve is spent: new records are refused. A
+// nil reserve (a dead-letter file) is never spent.
+func (r *reserve) spent() bool { return r != nil && r.freed.Load() }
+
 // spend deletes the reserve so that deletes find room.
 func (r *reserve) spend() {
 	if r.freed.Load() {
@@ -84,6 +88,21 @@ func (r *reserve) roomToRefill() bool {
 	return int64(st.Bavail)*int64(st.Bsize) >= 2*reserveBytes
 }
 
+// reserveAfterTx spends the reserve when a commit found the disk full, and
+// tries to rebuild it after a commit that deleted records.
+func (c *committer) reserveAfterTx(err error, batch []*writeOp) {
+	if c.res == nil {
+		return
+	}
+	if errors.Is(err, ErrDiskFull) {
+		c.res.spend()
+		return
+	}
+	if err == nil && c.res.spent() && deletedAny(batch) {
+		c.recoverReserve()
+	}
+}
+
 // recoverReserve tries to hand space back and rebuild the reserve. Called by the
 // committer after a commit that deleted records while the reserve is spent.
 func (c *committer) recoverReserve() {
@@ -101,11 +120,11 @@ func (c *committer) recoverReserve() {
 // refuseIfSpent answers ops that add records with ErrDiskFull while the
 // reserve is spent, and returns the ops that may still run.
 func (c *committer) refuseIfSpent(batch []*writeOp) []*writeOp {
-	if c.res == nil || !c.res.freed.Load() {
+	if !c.res.spent() {
 		return batch
 	}
 	c.recoverReserve() // at most once a second: room may have come back
-	if !c.res.freed.Load() {
+	if !c.res.spent() {
 		return batch
 	}
 	keep := batch[:0:0]
@@ -127,7 +146,7 @@ func (q *Queue[T]) Writable() error {
 	if q.closed.Load() {
 		return q.errClosed("write")
 	}
-	if r := q.store.commit.res; r != nil && r.freed.Load() {
+	if q.store.commit.res.spent() {
 		return fmt.Errorf("outbox: %s: %w: new records are refused until acknowledged ones free room", q.path, ErrDiskFull)
 	}
 	return nil

@@ -25,33 +25,50 @@ const (
 	shrinkStepPages = 64          // 256 KiB per step
 )
 
+// shrinker is the state of giving free pages back. Only this file changes
+// it; the committer's loop asks it what to schedule.
+type shrinker struct {
+	lastCheck time.Time
+	freeSince time.Time // since when every check found the file mostly free
+	pending   bool      // a check was put off; the loop runs it later
+	shrinking bool      // the file is being cut back, a step at a time
+}
+
+// putOff reports whether a check was put off: the loop runs it later.
+func (s *shrinker) putOff() bool { return s.pending }
+
+// stepping reports whether the file is being cut back: the loop runs a
+// step whenever nothing else waits.
+func (s *shrinker) stepping() bool { return s.shrinking }
+
 // maybeShrink checks, at most once per shrinkInterval after commits that
 // deleted records, whether the file is mostly free, and gives the free pages
 // back once it has been so at every check for shrinkAfter. A check that
 // comes too soon, or a file that must stay free a little longer, is looked
 // at again by the loop.
 func (c *committer) maybeShrink() {
-	if time.Since(c.lastShrink) < shrinkInterval {
-		c.shrinkPending = true // the last ack of a drain must not go unchecked
+	s := &c.shrink
+	if time.Since(s.lastCheck) < shrinkInterval {
+		s.pending = true // the last ack of a drain must not go unchecked
 		return
 	}
-	c.lastShrink, c.shrinkPending = time.Now(), false
+	s.lastCheck, s.pending = time.Now(), false
 	ctx := context.Background()
 	var pages, free int64
 	err := c.conn.QueryRowContext(ctx, "SELECT page_count, freelist_count FROM pragma_page_count(), pragma_freelist_count()").Scan(&pages, &free)
 	if err != nil || free < shrinkMinFree || float64(free) < shrinkFreeShare*float64(pages) {
-		c.freeSince = time.Time{}
+		s.freeSince = time.Time{}
 		return
 	}
-	if c.freeSince.IsZero() {
-		c.freeSince = time.Now()
+	if s.freeSince.IsZero() {
+		s.freeSince = time.Now()
 	}
-	if time.Since(c.freeSince) < shrinkAfter {
-		c.shrinkPending = true
+	if time.Since(s.freeSince) < shrinkAfter {
+		s.pending = true
 		return
 	}
-	c.freeSince = time.Time{}
-	c.shrinking = true // the loop cuts the file in steps, between commits
+	s.freeSince = time.Time{}
+	s.shrinking = true // the loop cuts the file in steps, between commits
 }
 
 // shrinkStep gives back up to shrinkStepPages free pages; the loop calls it
@@ -60,7 +77,7 @@ func (c *committer) maybeShrink() {
 // ingest for 150 ms).
 func (c *committer) shrinkStep() {
 	if c.giveBack(context.Background(), shrinkStepPages, 1) == 0 {
-		c.shrinking = false
+		c.shrink.shrinking = false
 		c.stats.shrinks.Add(1)
 	}
 }
@@ -79,7 +96,7 @@ func (c *committer) giveBack(ctx context.Context, step, steps int) (left int) {
 	synced := false
 	defer func() {
 		if synced {
-			c.unsynced, c.relaxedAcks = false, 0
+			c.ackSync.synced()
 		}
 	}()
 	for range steps {

@@ -62,8 +62,8 @@ func acquireStore(ctx context.Context, path string, fo fileOptions) (*store, err
 		if s.durability != fo.durability {
 			return nil, fmt.Errorf("outbox: open %s: already open with durability %s, not %s", abs, s.durability, fo.durability)
 		}
-		if s.commit.maxBytes != fo.maxBytes {
-			return nil, fmt.Errorf("outbox: open %s: already open with MaxBytes %d, not %d", abs, s.commit.maxBytes, fo.maxBytes)
+		if have := s.commit.limit.maxBytes(); have != fo.maxBytes {
+			return nil, fmt.Errorf("outbox: open %s: already open with MaxBytes %d, not %d", abs, have, fo.maxBytes)
 		}
 		s.mu.Lock()
 		s.refs++

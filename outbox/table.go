@@ -223,7 +223,13 @@ func (ts *tableState) claimRows(ctx context.Context, limit, maxBytes int) ([]sto
 	size, full := 0, false
 	for len(out) < limit && cursor < wm && !full {
 		want := limit - len(out)
-		rows, err := ts.readAfter(ctx, cursor, wm, want)
+		// The read stops where the rest of maxBytes ends, so that a claim
+		// of large records does not read limit of them to return a few.
+		var bc *byteCap
+		if maxBytes > 0 {
+			bc = &byteCap{room: maxBytes - size, first: len(out) == 0}
+		}
+		rows, stop, err := ts.readAfter(ctx, cursor, wm, want, bc)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -245,8 +251,17 @@ func (ts *tableState) claimRows(ctx context.Context, limit, maxBytes int) ([]sto
 			size += len(r.data)
 			cursor = r.id
 		}
+		// The read counted leased rows against the cap too: a row it
+		// stopped before is judged here, alone, when it comes first.
+		if !full && stop != 0 && len(rows) == 0 {
+			if ts.leasedLocked(stop) || ts.droppedLocked(stop) {
+				cursor = stop
+			} else {
+				full = true // it does not fit in what is left of maxBytes
+			}
+		}
 		ts.mu.Unlock()
-		if !full && len(rows) < want {
+		if !full && stop == 0 && len(rows) < want {
 			cursor = wm // nothing unread is left up to the watermark
 		}
 	}
@@ -298,25 +313,32 @@ func (ts *tableState) oldest(ctx context.Context) (int64, bool, error) {
 }
 
 // readAfter reads up to limit rows with ids in (after, upTo], in id order.
+// With a byte cap it stops before the row that bc says would pass it, and
+// returns that row's id (0: it did not stop for bytes).
 //
 // It talks to the driver directly instead of through database/sql's Rows and
 // Scan: draining a backlog reads every record once, and that layer's locking
 // and conversions cost about a third of the read (BenchmarkClaimAck1000).
-func (ts *tableState) readAfter(ctx context.Context, after, upTo int64, limit int) ([]storedRow, error) {
+func (ts *tableState) readAfter(ctx context.Context, after, upTo int64, limit int, bc *byteCap) (rows []storedRow, stop int64, err error) {
 	if r := ts.store.reader; r != nil {
-		rows, err := r.read(ctx, ts.name, after, upTo, limit)
-		if err != nil {
-			return nil, dbError("read "+ts.name+" from", ts.store.path, err)
+		if bc != nil {
+			rows, stop, err = r.readBytes(ctx, ts.name, after, upTo, limit, *bc)
+		} else {
+			rows, err = r.read(ctx, ts.name, after, upTo, limit)
 		}
-		return rows, nil
+		if err != nil {
+			return nil, 0, dbError("read "+ts.name+" from", ts.store.path, err)
+		}
+		return rows, stop, nil
 	}
 	conn, err := ts.store.db.Conn(ctx)
 	if err != nil {
-		return nil, dbError("read "+ts.name+" from", ts.store.path, err)
+		return nil, 0, dbError("read "+ts.name+" from", ts.store.path, err)
 	}
 	defer conn.Close()
 	q := `SELECT id, data FROM "` + ts.name + `" WHERE id > ? AND id <= ? ORDER BY id LIMIT ?`
-	rows := make([]storedRow, 0, min(limit, 1024)) // limit may be huge: "everything"
+	rows = make([]storedRow, 0, min(limit, 1024)) // limit may be huge: "everything"
+	size := 0
 	err = conn.Raw(func(dc any) error {
 		qc, ok := dc.(driver.QueryerContext)
 		if !ok {
@@ -340,13 +362,20 @@ func (ts *tableState) readAfter(ctx context.Context, after, upTo int64, limit in
 			if err != nil {
 				return err
 			}
+			// The driver has read this row whole already: it is dropped, so
+			// a claim holds at most one row more than its cap, briefly.
+			if bc != nil && bc.stops(len(rows), size, len(r.data)) {
+				stop = r.id
+				return nil
+			}
+			size += len(r.data)
 			rows = append(rows, r)
 		}
 	})
 	if err != nil {
-		return nil, dbError("read "+ts.name+" from", ts.store.path, err)
+		return nil, 0, dbError("read "+ts.name+" from", ts.store.path, err)
 	}
-	return rows, nil
+	return rows, stop, nil
 }
 
 // scanRow converts one driver row (id, data). The data slice is kept as the

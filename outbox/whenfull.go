@@ -226,8 +226,7 @@ func (q *Queue[T]) Full() bool {
 	if full {
 		return true
 	}
-	c := q.store.commit
-	return c.maxBytes > 0 && c.used.Load() >= c.maxBytes
+	return q.store.commit.limit.reached()
 }
 
 // Evicted is how many records DropOldest deleted from the queue's table to

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -166,7 +165,6 @@ func (sinkCollector) Describe(chan<- *prometheus.Desc) {}
 func (c sinkCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx := context.Background()
 	var stats *outbox.CommitStats
-	dlq := c.d.deadLetterCounts()
 	c.d.sinks.each(func(s *sinkRun) {
 		st, snap := s.worker.Stats(), s.worker.Snapshot
 		counter := func(d *prometheus.Desc, v int64) {
@@ -194,7 +192,9 @@ func (c sinkCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(descFailing, failing)
 		gauge(descBackoff, sn.Backoff.Seconds())
-		gauge(descDLQ, float64(dlq["sink_"+s.name]))
+		if n, err := s.queue.DeadLetterLen(ctx); err == nil {
+			gauge(descDLQ, float64(n)) // through the queue's own handle: no file opened per scrape
+		}
 		ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(c.d.router.Dropped(s.name)), s.name, "newest")
 		ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(s.queue.Evicted()), s.name, "oldest")
 		if stats == nil {
@@ -214,23 +214,4 @@ func constHistogram(d *prometheus.Desc, h outbox.Histogram) prometheus.Metric {
 		buckets[b] = h.Counts[i]
 	}
 	return prometheus.MustNewConstHistogram(d, h.Count, h.Sum, buckets)
-}
-
-// deadLetterCounts counts each queue's dead letters, read-only: the DLQ file
-// is small and a scrape comes every few seconds at most.
-func (d *daemon) deadLetterCounts() map[string]int64 {
-	counts := map[string]int64{}
-	db := openIfExists(outbox.DLQPath(filepath.Join(d.cfg.DataDir, "outbox.db")))
-	if db == nil {
-		return counts
-	}
-	defer db.Close()
-	d.sinks.each(func(s *sinkRun) {
-		var n int64
-		table := "sink_" + s.name
-		if err := db.QueryRow(`SELECT COUNT(*) FROM "` + outbox.DLQTable(table) + `"`).Scan(&n); err == nil {
-			counts[table] = n
-		}
-	})
-	return counts
 }

@@ -2,11 +2,10 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
+	"os"
 	"slices"
 	"text/tabwriter"
 	"time"
@@ -63,68 +62,50 @@ func dlqCommand(args []string, stdout, stderr io.Writer) int {
 	if verb == "replay" {
 		return replayDeadLetters(cfg, *sink, *limit, stdout, stderr)
 	}
+	ctx := context.Background()
+	dbPath, table := outboxPath(cfg.DataDir), sinkTable(*sink)
+	if verb == "purge" {
+		var movedBefore time.Time // zero: all
+		if *before > 0 {
+			movedBefore = time.Now().Add(-*before)
+		}
+		n, err := outbox.PurgeDeadLetters(ctx, dbPath, table, movedBefore, 0)
+		if err != nil {
+			fmt.Fprintln(stderr, "outboxd dlq purge:", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "purged %d dead letters of sink %s\n", n, *sink)
+		return 0
+	}
 	if *limit == 0 {
 		*limit = 100
 	}
-	dlqPath := outbox.DLQPath(filepath.Join(cfg.DataDir, "outbox.db"))
-	table := outbox.DLQTable("sink_" + *sink)
-	db := openIfExists(dlqPath)
-	if db == nil {
-		fmt.Fprintf(stdout, "no dead letters (%s does not exist)\n", dlqPath)
-		return 0
-	}
-	db.Close()
-	mode := "ro"
-	if verb == "purge" {
-		mode = "rw"
-	}
-	db, err = sql.Open("sqlite", sqliteURI(dlqPath, "mode="+mode+"&_pragma=busy_timeout(10000)"))
-	if err != nil {
-		fmt.Fprintln(stderr, "outboxd dlq:", err)
-		return 1
-	}
-	defer db.Close()
-	if verb == "list" {
-		return listDeadLetters(db, table, *limit, stdout, stderr)
-	}
-	cutoff := time.Now().Add(-*before).Unix()
-	if *before == 0 {
-		cutoff = time.Now().Add(time.Hour).Unix() // everything
-	}
-	res, err := db.Exec(`DELETE FROM "`+table+`" WHERE moved_at < ?`, cutoff)
-	if err != nil {
-		fmt.Fprintln(stderr, "outboxd dlq purge:", err)
-		return 1
-	}
-	n, _ := res.RowsAffected()
-	fmt.Fprintf(stdout, "purged %d dead letters of sink %s\n", n, *sink)
-	return 0
+	return listDeadLetters(ctx, dbPath, table, *limit, stdout, stderr)
 }
 
-func listDeadLetters(db *sql.DB, table string, limit int, stdout, stderr io.Writer) int {
-	rows, err := db.Query(`SELECT id, original_id, moved_at, error_message, data FROM "`+table+`" ORDER BY id LIMIT ?`, limit)
+// listDeadLetters prints up to limit of table's dead letters, oldest first.
+func listDeadLetters(ctx context.Context, dbPath, table string, limit int, stdout, stderr io.Writer) int {
+	if _, err := os.Stat(outbox.DLQPath(dbPath)); errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintf(stdout, "no dead letters (%s does not exist)\n", outbox.DLQPath(dbPath))
+		return 0
+	}
+	in, err := outbox.Inspect(ctx, dbPath)
 	if err != nil {
 		fmt.Fprintln(stderr, "outboxd dlq list:", err)
 		return 1
 	}
-	defer rows.Close()
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tRECORD\tMOVED\tREASON\tDATA")
-	for rows.Next() {
-		var id, orig, moved int64
-		var reason string
-		var data []byte
-		if err := rows.Scan(&id, &orig, &moved, &reason, &data); err != nil {
-			fmt.Fprintln(stderr, "outboxd dlq list:", err)
-			return 1
-		}
-		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\n", id, orig, time.Unix(moved, 0).UTC().Format(time.RFC3339), short(reason, 80), short(string(data), 120))
-	}
-	tw.Flush()
-	if err := rows.Err(); err != nil {
+	defer in.Close()
+	dead, err := in.DeadLetters(ctx, table, limit)
+	if err != nil {
 		fmt.Fprintln(stderr, "outboxd dlq list:", err)
 		return 1
 	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tRECORD\tMOVED\tREASON\tDATA")
+	for _, d := range dead {
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\n", d.ID, d.OriginalID, d.Moved.UTC().Format(time.RFC3339), short(d.Reason, 80), short(string(d.Data), 120))
+	}
+	tw.Flush()
 	return 0
 }
 
@@ -160,7 +141,7 @@ func replayDeadLetters(cfg *config.Config, sink string, limit int, stdout, stder
 	ctx := context.Background()
 	// MaxSize as the daemon opens the queue: a replay must not fill it past
 	// max_records, which the daemon would then refuse ingest for.
-	q, err := outbox.Open(ctx, filepath.Join(cfg.DataDir, "outbox.db"), "sink_"+sink, outbox.Options[[]byte]{
+	q, err := outbox.Open(ctx, outboxPath(cfg.DataDir), sinkTable(sink), outbox.Options[[]byte]{
 		MaxSize: cfg.MaxRecords, MaxBytes: int64(cfg.MaxDiskBytes), Durability: dur,
 	})
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"sync"
@@ -68,13 +67,13 @@ func whenFull(sc config.Sink) outbox.WhenFull {
 	return w
 }
 
-// openQueue opens the queue of sink name: table sink_<name> in the outbox.
+// openQueue opens the queue of sink name (see sinkTable).
 func (d *daemon) openQueue(ctx context.Context, name string) (*outbox.Queue[[]byte], error) {
 	dur, err := outbox.ParseDurability(d.cfg.Durability)
 	if err != nil {
 		return nil, err
 	}
-	q, err := outbox.Open(ctx, filepath.Join(d.cfg.DataDir, "outbox.db"), "sink_"+name, outbox.Options[[]byte]{
+	q, err := outbox.Open(ctx, outboxPath(d.cfg.DataDir), sinkTable(name), outbox.Options[[]byte]{
 		MaxSize: d.cfg.MaxRecords, MaxBytes: int64(d.cfg.MaxDiskBytes), Durability: dur,
 	})
 	if err != nil {
