@@ -192,8 +192,22 @@ func (s *Syslog) Serve(ctx context.Context) error {
 func (s *Syslog) acceptLoop(ctx context.Context, ln net.Listener, wg *sync.WaitGroup) error {
 	open := make(chan struct{}, s.cfg.MaxConnections) // one token per served connection
 	var delay time.Duration
+	// After a failure, an Accept that has not failed for acceptRecoveredAfter
+	// means the listener works again, even if no client connects: Linux
+	// fails accept with EMFILE before it looks for a waiting connection,
+	// so an idle listener fails too while descriptors are short.
+	var recovered *time.Timer
+	defer func() {
+		if recovered != nil {
+			recovered.Stop()
+		}
+	}()
 	for {
 		conn, err := ln.Accept()
+		if recovered != nil {
+			recovered.Stop()
+			recovered = nil
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -213,12 +227,12 @@ func (s *Syslog) acceptLoop(ctx context.Context, ln net.Listener, wg *sync.WaitG
 			case <-ctx.Done():
 				return nil
 			}
+			recovered = time.AfterFunc(acceptRecoveredAfter, s.acceptRecovered)
 			continue
 		}
 		if delay > 0 {
-			s.cfg.Logger.Info("syslog: accepting again", "listen", s.cfg.Listen)
 			delay = 0
-			s.setHealth(nil)
+			s.acceptRecovered()
 		}
 		select {
 		case open <- struct{}{}:
@@ -231,6 +245,18 @@ func (s *Syslog) acceptLoop(ctx context.Context, ln net.Listener, wg *sync.WaitG
 			s.warnOnce("conns", "syslog: connection refused: too many open", "max_connections", s.cfg.MaxConnections)
 			conn.Close()
 		}
+	}
+}
+
+// acceptRecoveredAfter is how long an Accept must go without failing before a
+// listener that failed counts as healthy again.
+const acceptRecoveredAfter = 2 * time.Second
+
+// acceptRecovered clears the accept failure, once.
+func (s *Syslog) acceptRecovered() {
+	if s.Healthy() != nil {
+		s.cfg.Logger.Info("syslog: accepting again", "listen", s.cfg.Listen)
+		s.setHealth(nil)
 	}
 }
 

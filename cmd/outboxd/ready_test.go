@@ -74,7 +74,12 @@ func TestReadyzAcceptFailing(t *testing.T) {
 		limit("4096")
 		var last string
 		waitUntilOr(t, "readyz to be 200 again", func() bool { code, body := readyz(); last = body; return code == 200 },
-			func() string { return last + "\n" + lastLines(d.log(), 10) })
+			func() string {
+				fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+				limits, _ := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
+				ss, _ := exec.Command("ss", "-tanp", fmt.Sprintf("( sport = :%d or dport = :%d )", tcpPort, tcpPort)).CombinedOutput()
+				return fmt.Sprintf("%s\n%d fds open; limits:\n%s\n%s\n%s", last, len(fds), limits, ss, lastLines(d.log(), 10))
+			})
 		fmt.Fprintf(conns[3], "<14>1 - h app - - - accepted late\n")
 		want := fmt.Sprintf(`outboxd_ingest_records_total{endpoint="tcp://127.0.0.1:%d"} 1`, tcpPort)
 		waitUntil(t, "the record of a connection accepted after EMFILE", func() bool { return strings.Contains(ingestMetrics(t, adminPort), want) })
