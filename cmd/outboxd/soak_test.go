@@ -156,6 +156,11 @@ func TestReloadSoak(t *testing.T) {
 		write(true)
 		t.Setenv("GOTRACEBACK", "all") // SIGQUIT dumps every goroutine
 		d := startDaemon(t, cfgPath)
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("the daemon's last lines:\n%s", lastLines(d.log(), 40))
+			}
+		})
 		pid := d.cmd.Process.Pid
 		load := &steadyLoad{o: o, url: fmt.Sprintf("http://127.0.0.1:%d/v1/logs", httpPort), client: &http.Client{Timeout: 10 * time.Second}}
 		defer load.client.CloseIdleConnections()
