@@ -144,6 +144,41 @@ func TestReloadWhileIngestBlocked(t *testing.T) {
 	})
 }
 
+func TestSignalsDuringReload(t *testing.T) {
+	t.Run("SIGTERM is served while a reload waits for a hung sink's batch", func(t *testing.T) {
+		hang := make(chan struct{})
+		srv := newServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-hang }))
+		defer srv.Close()
+		defer close(hang) // before Close, which waits for the handler
+		port := freePort(t)
+		cfgPath := filepath.Join(t.TempDir(), "config.yaml")
+		config := func(batch int) string {
+			return fmt.Sprintf("data_dir: %s\ngrace_period: 15s\ningest:\n  http:\n    listen: 127.0.0.1:%d\nsinks:\n  slow:\n    type: http\n    url: %s\n    timeout: 120s\n    linger: 1ms\n    batch_records: %d\n",
+				filepath.Dir(cfgPath), port, srv.URL, batch)
+		}
+		writeConfig(t, cfgPath, config(1000))
+		d := startDaemon(t, cfgPath)
+		postLines(t, port, "hung-%d", 5)
+		time.Sleep(200 * time.Millisecond)   // the batch is in flight and hangs
+		writeConfig(t, cfgPath, config(500)) // the sink changes: the reload stops its worker, which waits up to 15s
+		d.cmd.Process.Signal(syscall.SIGHUP)
+		time.Sleep(300 * time.Millisecond)
+		d.cmd.Process.Signal(syscall.SIGTERM)
+		start := time.Now()
+		waitUntil(t, "the daemon to start stopping", func() bool { return strings.Contains(d.log(), "stopping: ingest first") })
+		if took := time.Since(start); took > 5*time.Second {
+			t.Fatalf("SIGTERM was served %s after it was sent: it waited for the reload", took)
+		}
+		d.cmd.Process.Signal(syscall.SIGTERM) // and the second one ends it
+		select {
+		case err := <-d.done:
+			d.done <- err
+		case <-time.After(10 * time.Second):
+			t.Fatalf("still running 10s after the second SIGTERM\n%s", d.log())
+		}
+	})
+}
+
 func TestWhenFull(t *testing.T) {
 	run := func(t *testing.T, policy string) (good *collector, dead *switchable, d *daemonProc, httpPort, adminPort int) {
 		dead, good = &switchable{}, &collector{}
@@ -227,12 +262,12 @@ func TestWatchdog(t *testing.T) {
 		t.Setenv("NOTIFY_SOCKET", sock)
 		t.Setenv("WATCHDOG_USEC", "100000") // pings every 50 ms
 		var alive atomicErr
-		var logs strings.Builder
+		logs := &daemonProc{} // only its locked log buffer
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			watchdog(ctx, func(context.Context) error { return alive.get() }, func() string { return "ok" }, newLogger(configLog(), &syncWriter{b: &logs}))
+			watchdog(ctx, func(context.Context) error { return alive.get() }, func() string { return "ok" }, newLogger(config.Log{Level: "info", Format: "text"}, logs))
 		}()
 		pings := func(d time.Duration) int {
 			n := 0
@@ -262,8 +297,8 @@ func TestWatchdog(t *testing.T) {
 		}
 		cancel()
 		<-done
-		if !strings.Contains(logs.String(), "committer does not answer") { // the watchdog has returned: no race
-			t.Fatalf("the watchdog did not log why it stopped pinging:\n%s", logs.String())
+		if !strings.Contains(logs.log(), "committer does not answer") {
+			t.Fatalf("the watchdog did not log why it stopped pinging:\n%s", logs.log())
 		}
 	})
 }
@@ -275,16 +310,3 @@ type atomicErr struct {
 
 func (a *atomicErr) get() error  { a.mu.Lock(); defer a.mu.Unlock(); return a.err }
 func (a *atomicErr) set(e error) { a.mu.Lock(); a.err = e; a.mu.Unlock() }
-
-type syncWriter struct {
-	mu sync.Mutex
-	b  *strings.Builder
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func configLog() config.Log { return config.Log{Level: "info", Format: "text"} }
