@@ -42,7 +42,14 @@ func entry(paths ...string) config.FileInput {
 
 func newHarness(t *testing.T, inputs ...config.FileInput) *harness {
 	t.Helper()
-	h := &harness{t: t, dir: t.TempDir(), db: filepath.Join(t.TempDir(), "outbox.db"), inputs: inputs}
+	return newHarnessMax(t, 0, inputs...)
+}
+
+// newHarnessMax is newHarness with an outbox queue that holds at most max
+// records (0: no limit); a full queue makes the tailer wait (block).
+func newHarnessMax(t *testing.T, max int, inputs ...config.FileInput) *harness {
+	t.Helper()
+	h := &harness{t: t, dir: t.TempDir(), db: filepath.Join(t.TempDir(), "outbox.db"), inputs: inputs, maxRec: max}
 	for i := range h.inputs {
 		for j, p := range h.inputs[i].Paths {
 			h.inputs[i].Paths[j] = strings.ReplaceAll(p, "DIR", h.dir)

@@ -162,7 +162,7 @@ func (t *Tailer) discover(now time.Time, m found, first bool, decided *int64) {
 		return
 	}
 	t.recovered(m.path)
-	tr := &tracked{id: m.id, in: m.in, f: f, path: m.path, inGlob: true, size: info.Size(), grewAt: now}
+	tr := &tracked{id: m.id, in: m.in, f: f, path: m.path, inGlob: true, size: info.Size(), grewAt: now, batch: t.cfg.BatchRecords}
 	tr.pos = position{Path: m.path, Dev: m.id.dev, Ino: m.id.ino, FP: fpOf(nil)}
 	if p, ok := t.known[m.id]; ok {
 		delete(t.known, m.id)
@@ -270,13 +270,11 @@ func (t *Tailer) resolveCopy(now time.Time, m found, cw *copyWait) {
 		p = o.position()
 	}
 	switch {
-	case cw.closed:
-		// The original was read to its end and closed: the copy holds
-		// nothing it did not.
-		from = cw.from
 	case o == nil:
-		// Gone without being read to its end here: nothing tells; read the
-		// file as a new one.
+		// The original is gone (deleted and read to its end): a file that
+		// starts alike is a file of its own, read from 0. (A copy made
+		// just before the original was deleted is read again: a rotation
+		// by copy and delete is the one case that duplicates.)
 	case p.Before != nil && matches(f, p.Before.FPLen, p.Before.FP):
 		from = p.Before.Offset // truncated since: a copy
 		o.takeCopy(p.Before.FP)

@@ -36,6 +36,10 @@ type Config struct {
 	// much one read takes of a file (default 1 MiB).
 	Workers    int
 	ChunkBytes int
+	// BatchRecords is the most records one commit takes from a file
+	// (default 2,048); a queue that refuses so many at once (MaxSize)
+	// makes it halve for that file.
+	BatchRecords int
 }
 
 // Tailer tails the files of every entry. Run owns all its state.
@@ -102,6 +106,7 @@ type tracked struct {
 	busy   bool
 	queued bool
 	closed bool
+	batch  int // records per commit, halved when a queue refuses a batch as too large
 }
 
 // copyWait is a new file whose first bytes match a tracked file that has
@@ -114,8 +119,6 @@ type copyWait struct {
 	in     *input
 	of     fileID
 	seenAt time.Time
-	closed bool  // the original was read to its end and closed
-	from   int64 // then: where it was left
 }
 
 type result struct {
@@ -138,6 +141,9 @@ func New(cfg Config, c Committer) (*Tailer, error) {
 	}
 	if cfg.ChunkBytes <= 0 {
 		cfg.ChunkBytes = 1 << 20
+	}
+	if cfg.BatchRecords <= 0 {
+		cfg.BatchRecords = 2048
 	}
 	t := &Tailer{cfg: cfg, c: c, log: cfg.Logger, chunk: cfg.ChunkBytes,
 		files: map[fileID]*tracked{}, byPath: map[string]*tracked{}, known: map[fileID]position{},
@@ -389,11 +395,6 @@ func (tr *tracked) takeCopy(fp string) {
 }
 
 func (t *Tailer) close(tr *tracked) {
-	for _, cw := range t.copies {
-		if cw.of == tr.id {
-			cw.closed, cw.from = true, tr.pos.Offset
-		}
-	}
 	tr.closed = true
 	tr.f.Close()
 	delete(t.files, tr.id)

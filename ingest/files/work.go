@@ -2,6 +2,7 @@ package files
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -49,6 +50,11 @@ func (t *Tailer) work(ctx context.Context, tr *tracked) result {
 		res.err = err
 		return res
 	}
+	if len(recs) > tr.batch { // the rest in the next commit
+		recs = recs[:tr.batch]
+		upTo, eof, final = recs[len(recs)-1].end, false, false
+		tr.heldAt, tr.long = time.Time{}, longLine{} // read again from upTo
+	}
 	next := cur
 	next.Offset, next.Path = upTo, tr.path
 	if next.FPLen < fpMax && size > int64(next.FPLen) {
@@ -70,6 +76,9 @@ func (t *Tailer) work(ctx context.Context, tr *tracked) result {
 	if err := t.c.AppendMarked(ctx, Source, t.encode(tr, recs, now), []outbox.Mark{mark}); err != nil {
 		tr.setPos(before)
 		tr.long, tr.heldAt = longLine{}, time.Time{}
+		if errors.Is(err, outbox.ErrQueueFull) && len(recs) > 1 {
+			tr.batch = max(1, len(recs)/2) // a queue smaller than the batch (max_records)
+		}
 		res.err = fmt.Errorf("store %d records of %s: %w", len(recs), tr.path, err)
 		return res
 	}

@@ -1,0 +1,73 @@
+package files
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"testing"
+	"time"
+)
+
+var long = flag.Bool("long", false, "churn 10,000 files instead of 2,000")
+
+func TestBackPressure(t *testing.T) {
+	h := newHarnessMax(t, 100, entry("DIR/*.log"))
+	h.write("a.log", numbered("line", 0, 1000))
+	h.start()
+	time.Sleep(500 * time.Millisecond)
+	// The queue is full: the tailer waits, and the file is the buffer.
+	if n, _ := h.q.Len(t.Context()); n > 100 || !h.q.Full() {
+		t.Fatalf("queue holds %d (full: %v), want a write waiting for room", n, h.q.Full())
+	}
+	for _, p := range h.marks() {
+		if p.Offset >= int64(len(numbered("line", 0, 1000))) {
+			t.Fatalf("the mark reached the end (%d) while the queue was full", p.Offset)
+		}
+	}
+	h.wait(1000) // draining makes room; everything comes, once
+	if got := h.messages(); got[0] != "line 0" || got[999] != "line 999" {
+		t.Fatalf("order: %s ... %s", got[0], got[999])
+	}
+}
+
+func TestStateBounded(t *testing.T) {
+	files := 2000
+	if *long {
+		files = 10_000
+	}
+	e := entry("DIR/*.log")
+	e.RotateWait, e.Rescan = 20*time.Millisecond, 20*time.Millisecond
+	h := newHarness(t, e)
+	h.start()
+	goroutines := runtime.NumGoroutine()
+	const batch = 200
+	for b := 0; b < files/batch; b++ {
+		for i := range batch {
+			h.write(fmt.Sprintf("f%05d.log", b*batch+i), "one line\n")
+		}
+		h.wait((b + 1) * batch)
+		for i := range batch {
+			os.Remove(h.path(fmt.Sprintf("f%05d.log", b*batch+i)))
+		}
+	}
+	waitFor(t, "every churned file forgotten", func() bool { return len(h.marks()) == 0 && len(h.tl.Files()) == 0 })
+	if len(openDeleted(t)) > 0 {
+		t.Fatalf("deleted files still open: %d", len(openDeleted(t)))
+	}
+	if g := runtime.NumGoroutine(); g > goroutines+5 {
+		t.Fatalf("goroutines: %d after the churn, %d before", g, goroutines)
+	}
+	t.Logf("%d files churned through; marks, tracked files and descriptors back to none", files)
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting: %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
