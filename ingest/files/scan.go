@@ -2,8 +2,8 @@ package files
 
 import (
 	"os"
-	"slices"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -120,7 +120,6 @@ func (t *Tailer) scan(now time.Time, first bool) (seen map[fileID]bool) {
 			delete(t.copies, id)
 		}
 	}
-	t.scanned = true
 	return seen
 }
 
@@ -199,8 +198,9 @@ func (t *Tailer) discover(now time.Time, m found, first bool, decided *int64) {
 // (its old content's fingerprint matches). wait is true when m holds, so
 // far, the first bytes of a file in its directory that was not truncated
 // (yet): the copy step of copytruncate, perhaps still copying. It is not
-// opened until that is decided (resolveCopy). Files found by a run's first
-// scan are not looked at as copies: they are known by their marks.
+// opened until that is decided (resolveCopy). At a start, the files with
+// marks are tracked first, so a copy made while outboxd was down is known
+// too.
 func (t *Tailer) copyOf(f *os.File, m found) (from int64, wait bool) {
 	var waitFor *tracked
 	for _, o := range t.files {
@@ -209,13 +209,10 @@ func (t *Tailer) copyOf(f *os.File, m found) (from int64, wait bool) {
 				o.takeCopy(b.FP)
 				return b.Offset, false
 			}
-			if m.info.Size() < int64(b.FPLen) && t.scanned {
+			if m.info.Size() < int64(b.FPLen) {
 				waitFor = o // perhaps its copy, still being written
 			}
 		}
-	}
-	if !t.scanned {
-		return 0, false
 	}
 	if waitFor != nil {
 		t.copies[m.id] = &copyWait{path: m.path, in: m.in, of: waitFor.id, seenAt: time.Now()}

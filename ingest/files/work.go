@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 
 	"github.com/outboxd/outboxd/ingest"
@@ -12,8 +13,11 @@ import (
 )
 
 // work reads what is new in tr from its committed offset, frames it into
-// records and commits them with tr's new mark in one transaction. It runs
-// in a worker, which owns tr until the result is back in Run.
+// records and commits them with tr's new mark in one transaction, a batch
+// at a time. It runs in a worker, which owns tr until the result is back in
+// Run. While one batch commits, the next is read and encoded: a batch is
+// committed only after the one before it was, so the marks stay in order,
+// and after a failed commit nothing later is committed.
 func (t *Tailer) work(ctx context.Context, tr *tracked) result {
 	res := result{tr: tr}
 	info, err := tr.f.Stat()
@@ -42,15 +46,98 @@ func (t *Tailer) work(ctx context.Context, tr *tracked) result {
 	// gives no more: read to its end, its last line without a newline and
 	// held records are records too, and then it is forgotten.
 	final := !tr.inGlob && idle >= tr.in.conf.RotateWait
-	cur := tr.position()
-	recs, upTo, eof, err := t.read(tr, cur.Offset, size, final, now, idle)
-	if err != nil {
-		tr.setPos(before)
-		tr.long = longLine{}
+
+	var inflight *batch
+	var committed chan error // the answer to inflight's commit
+	committedAny := false
+	// settle waits for the batch in flight and takes its position.
+	settle := func() error {
+		if inflight == nil {
+			return nil
+		}
+		err := <-committed
+		b := inflight
+		inflight = nil
+		if err != nil {
+			if errors.Is(err, outbox.ErrQueueFull) && b.n > 1 {
+				tr.batch = max(1, b.n/2) // a queue smaller than the batch (max_records)
+			}
+			return fmt.Errorf("store %d records of %s: %w", b.n, tr.path, err)
+		}
+		committedAny = true
+		if b.forget {
+			t.stats.Rotations.Add(1)
+		}
+		t.stats.Records.Add(int64(b.n))
+		t.stats.Bytes.Add(b.bytes)
+		tr.mu.Lock()
+		b.next.Before = tr.pos.Before // Run may have found the copy meanwhile
+		tr.pos = b.next
+		tr.mu.Unlock()
+		return nil
+	}
+	fail := func(err error) result {
+		if !committedAny {
+			tr.setPos(before) // a truncation seen here is seen again
+		}
+		tr.long, tr.heldAt = longLine{}, time.Time{} // read again from the committed offset
 		res.err = err
 		return res
 	}
-	if len(recs) > tr.batch { // the rest in the next commit
+	cur := tr.position()
+	for range batchesPerJob {
+		b, err := t.prepare(tr, cur, size, final, now, idle, truncated && !committedAny && inflight == nil)
+		if serr := settle(); serr != nil {
+			return fail(serr)
+		}
+		if err != nil {
+			return fail(err)
+		}
+		if b == nil {
+			return res // nothing (more) to store
+		}
+		inflight, committed = b, make(chan error, 1)
+		go func() { committed <- t.c.AppendMarked(ctx, Source, b.records, b.marks) }() // settle waits for it
+		cur = b.next
+		if b.eof || b.forget {
+			if err := settle(); err != nil {
+				return fail(err)
+			}
+			res.forget = b.forget
+			return res
+		}
+	}
+	if err := settle(); err != nil {
+		return fail(err)
+	}
+	res.more = true // a file with much to read lets the others have a turn
+	return res
+}
+
+// batchesPerJob is how many batches one job commits of a file before it
+// goes back in line behind the others.
+const batchesPerJob = 16
+
+// batch is one commit's worth of a file: its records, encoded, and the
+// mark that takes the file's position to next.
+type batch struct {
+	records     [][]byte
+	marks       []outbox.Mark
+	n           int
+	bytes       int64 // of the file, from the old offset to next.Offset
+	next        position
+	eof, forget bool
+}
+
+// prepare reads and encodes the next batch of tr after position cur; nil
+// when there is nothing to store. changed says cur was set by this job (a
+// truncation) and is to be stored even without records.
+func (t *Tailer) prepare(tr *tracked, cur position, size int64, final bool, now time.Time, idle time.Duration, changed bool) (*batch, error) {
+	recs, upTo, eof, err := t.read(tr, cur.Offset, size, final, now, idle)
+	if err != nil {
+		return nil, err
+	}
+	if len(recs) > tr.batch { // the rest in the next batch
 		recs = recs[:tr.batch]
 		upTo, eof, final = recs[len(recs)-1].end, false, false
 		tr.heldAt, tr.long = time.Time{}, longLine{} // read again from upTo
@@ -59,40 +146,19 @@ func (t *Tailer) work(ctx context.Context, tr *tracked) result {
 	next.Offset, next.Path = upTo, tr.path
 	if next.FPLen < fpMax && size > int64(next.FPLen) {
 		if next.FP, next.FPLen, err = fingerprint(tr.f, fpMax); err != nil {
-			tr.setPos(before)
-			res.err = fmt.Errorf("read the first bytes of %s: %w", tr.path, err)
-			return res
+			return nil, fmt.Errorf("read the first bytes of %s: %w", tr.path, err)
 		}
 	}
-	res.forget = final && eof && upTo == size && !tr.long.active()
+	forget := final && eof && upTo == size && !tr.long.active()
+	if len(recs) == 0 && !forget && next == cur && !changed {
+		return nil, nil
+	}
 	mark := outbox.Mark{Key: tr.id.key(), Value: next.encode()}
-	if res.forget {
+	if forget {
 		mark.Value = nil
 	}
-	if len(recs) == 0 && !res.forget && next == cur && !truncated {
-		res.more = !eof
-		return res // nothing to store
-	}
-	if err := t.c.AppendMarked(ctx, Source, t.encode(tr, recs, now), []outbox.Mark{mark}); err != nil {
-		tr.setPos(before)
-		tr.long, tr.heldAt = longLine{}, time.Time{}
-		if errors.Is(err, outbox.ErrQueueFull) && len(recs) > 1 {
-			tr.batch = max(1, len(recs)/2) // a queue smaller than the batch (max_records)
-		}
-		res.err = fmt.Errorf("store %d records of %s: %w", len(recs), tr.path, err)
-		return res
-	}
-	t.stats.Records.Add(int64(len(recs)))
-	t.stats.Bytes.Add(upTo - before.Offset)
-	if res.forget {
-		t.stats.Rotations.Add(1)
-	}
-	tr.mu.Lock()
-	next.Before = tr.pos.Before // Run may have found the copy meanwhile
-	tr.pos = next
-	tr.mu.Unlock()
-	res.more = !eof
-	return res
+	return &batch{records: t.encode(tr, recs, now), marks: []outbox.Mark{mark}, n: len(recs),
+		bytes: upTo - cur.Offset, next: next, eof: eof, forget: forget}, nil
 }
 
 // truncated: the file is shorter than what was read of it, or its first
@@ -182,8 +248,12 @@ func (t *Tailer) encode(tr *tracked, recs []record, now time.Time) [][]byte {
 	path := ingest.String("path", tr.path)
 	json := tr.in.conf.Format == "json"
 	out := make([][]byte, len(recs))
+	fields := make([]ingest.Field, 0, 4)
+	nums := make([]byte, 0, 12*len(recs)) // every record's offset, in one allocation
 	for i, r := range recs {
-		fields := []ingest.Field{path, ingest.Int("offset", r.off)}
+		from := len(nums)
+		nums = strconv.AppendInt(nums, r.off, 10)
+		fields = append(fields[:0], path, ingest.Field{Key: "offset", JSON: nums[from:len(nums):len(nums)]})
 		if r.stream != "" {
 			fields = append(fields, ingest.String("stream", r.stream))
 		}
