@@ -46,10 +46,44 @@ type position struct {
 	FPLen  int    `json:"fp_len"` // the fingerprint covers the first FPLen bytes
 	FP     string `json:"fp"`     // hex SHA-256 of them, first 16 bytes
 	Offset int64  `json:"offset"` // end of the last record committed
-	// Before is what the file held before it was last truncated
-	// (copytruncate): a new file whose first bytes match it is the copy, and
-	// is read from Before.Offset on, not from 0.
-	Before *copied `json:"before,omitempty"`
+	// Before is what the file held before its last truncations
+	// (copytruncate), newest first: a new file whose first bytes match one
+	// is its copy, and is read from that one's Offset on, not from 0.
+	Before []copied `json:"before,omitempty"`
+}
+
+// keepCopies is how many truncations a file's mark remembers: copies found
+// late (logrotate may rotate again before a scan) are still known.
+const keepCopies = 4
+
+// truncatedNow returns p as a file truncated now: read from 0, with what it
+// held before among its Before.
+func (p position) truncatedNow() position {
+	old := copied{FPLen: p.FPLen, FP: p.FP, Offset: p.Offset}
+	p.Before = append([]copied{old}, p.Before[:min(len(p.Before), keepCopies-1)]...)
+	p.Offset, p.FPLen, p.FP = 0, 0, fpOf(nil)
+	return p
+}
+
+// copyOf returns the Before entry whose first bytes f holds, if any.
+func (p position) copyOf(f *os.File) (copied, bool) {
+	for _, b := range p.Before {
+		if b.FPLen > 0 && matches(f, b.FPLen, b.FP) {
+			return b, true
+		}
+	}
+	return copied{}, false
+}
+
+// shorterThanACopy: a file of size may be a copy of one of p's Before
+// still being written.
+func (p position) shorterThanACopy(size int64) bool {
+	for _, b := range p.Before {
+		if size < max(int64(b.FPLen), b.Offset) {
+			return true
+		}
+	}
+	return false
 }
 
 // copied is a truncated file's old content, as its copy is recognised.
@@ -60,6 +94,12 @@ type copied struct {
 }
 
 func (p position) id() fileID { return fileID{p.Dev, p.Ino} }
+
+// same reports whether p and q are equal (Before compared by content).
+func (p position) same(q position) bool {
+	return p.Path == q.Path && p.Dev == q.Dev && p.Ino == q.Ino && p.FPLen == q.FPLen && p.FP == q.FP &&
+		p.Offset == q.Offset && slices.Equal(p.Before, q.Before)
+}
 
 func (p position) encode() []byte {
 	b, _ := json.Marshal(p)

@@ -172,7 +172,8 @@ func (t *Tailer) discover(now time.Time, m found, first bool, decided *int64) {
 			// Truncated while outboxd was down (copytruncate), or a new file
 			// on a reused inode: read from 0, and know the copy of what it
 			// held, if one turns up, by its first bytes.
-			tr.pos.Before = &copied{FPLen: p.FPLen, FP: p.FP, Offset: p.Offset}
+			tr.pos = p.truncatedNow()
+			tr.pos.Path = m.path
 			t.stats.Rotations.Add(1)
 			t.log.Info("files: a file read before holds other bytes now (truncated, or a new file on its inode); reading it from the start", "path", m.path)
 		}
@@ -188,6 +189,7 @@ func (t *Tailer) discover(now time.Time, m found, first bool, decided *int64) {
 		tr.pos.Offset = info.Size()
 		tr.pos.FP, tr.pos.FPLen, _ = fingerprint(f, fpMax)
 	}
+	t.log.Debug("files: tracking a file", "path", m.path, "offset", tr.pos.Offset, "size", info.Size())
 	t.files[m.id] = tr
 	t.byPath[m.path] = tr
 	t.enqueue(tr)
@@ -195,7 +197,9 @@ func (t *Tailer) discover(now time.Time, m found, first bool, decided *int64) {
 
 // copyOf looks for the tracked file that the new file m is a copy of. from
 // is where to start reading m when it is the copy of a file truncated since
-// (its old content's fingerprint matches). wait is true when m holds, so
+// (its old content's fingerprint matches, and it is that long already). A
+// file's Before stays in its mark until its next truncation: a copy found
+// but not yet committed before a crash is known again at the next start. wait is true when m holds, so
 // far, the first bytes of a file in its directory that was not truncated
 // (yet): the copy step of copytruncate, perhaps still copying. It is not
 // opened until that is decided (resolveCopy). At a start, the files with
@@ -203,19 +207,23 @@ func (t *Tailer) discover(now time.Time, m found, first bool, decided *int64) {
 // too.
 func (t *Tailer) copyOf(f *os.File, m found) (from int64, wait bool) {
 	var waitFor *tracked
+	size := m.info.Size()
 	for _, o := range t.files {
-		if b := o.position().Before; b != nil && b.FPLen > 0 {
-			if matches(f, b.FPLen, b.FP) {
-				o.takeCopy(b.FP)
+		p := o.position()
+		if b, ok := p.copyOf(f); ok {
+			if size >= b.Offset {
 				return b.Offset, false
 			}
-			if m.info.Size() < int64(b.FPLen) {
-				waitFor = o // perhaps its copy, still being written
-			}
+			waitFor = o // its copy, still being written, or made before o's last lines
+			break
+		}
+		if p.shorterThanACopy(size) && filepath.Dir(o.path) == filepath.Dir(m.path) {
+			waitFor = o // perhaps its copy, still being written
 		}
 	}
 	if waitFor != nil {
-		t.copies[m.id] = &copyWait{path: m.path, in: m.in, of: waitFor.id, seenAt: time.Now()}
+		t.log.Debug("files: a new file may be the copy of a truncated one, still being written; waiting", "path", m.path, "of", waitFor.path)
+		t.copies[m.id] = &copyWait{path: m.path, in: m.in, of: waitFor.id, seenAt: time.Now(), size: m.info.Size()}
 		return 0, true
 	}
 	for _, o := range t.files {
@@ -223,7 +231,8 @@ func (t *Tailer) copyOf(f *os.File, m found) (from int64, wait bool) {
 			continue
 		}
 		if alike(f, m.info.Size(), o) {
-			t.copies[m.id] = &copyWait{path: m.path, in: m.in, of: o.id, seenAt: time.Now()}
+			t.log.Debug("files: a new file starts like a tracked one; waiting for that one's truncation", "path", m.path, "of", o.path)
+			t.copies[m.id] = &copyWait{path: m.path, in: m.in, of: o.id, seenAt: time.Now(), size: m.info.Size()}
 			return 0, true
 		}
 	}
@@ -266,19 +275,30 @@ func (t *Tailer) resolveCopy(now time.Time, m found, cw *copyWait) {
 	if o != nil {
 		p = o.position()
 	}
+	size := m.info.Size()
+	grew := size != cw.size
+	cw.size = size
+	var b copied
+	var isCopy bool
+	if o != nil {
+		b, isCopy = p.copyOf(f)
+	}
 	switch {
 	case o == nil:
 		// The original is gone (deleted and read to its end): a file that
 		// starts alike is a file of its own, read from 0. (A copy made
 		// just before the original was deleted is read again: a rotation
 		// by copy and delete is the one case that duplicates.)
-	case p.Before != nil && matches(f, p.Before.FPLen, p.Before.FP):
-		from = p.Before.Offset // truncated since: a copy
-		o.takeCopy(p.Before.FP)
-	case p.Before != nil && m.info.Size() < int64(p.Before.FPLen) && !waited:
-		return // truncated, and the copy may still be being written
-	case p.Before == nil && alike(f, m.info.Size(), o) && !waited:
-		return // not truncated (yet), and still alike
+	case isCopy:
+		// A copy of what o held before a truncation: on from where o was
+		// left, once the copy has come that far, or stopped growing (the
+		// copy was made before o's last lines were written and read).
+		if size < b.Offset && grew && !waited {
+			return
+		}
+		from = min(b.Offset, size)
+	case !waited && (alike(f, size, o) || p.shorterThanACopy(size)):
+		return // o not truncated (yet) and still alike, or a copy still being written
 	}
 	delete(t.copies, m.id)
 	t.discover(now, m, false, &from)

@@ -119,6 +119,7 @@ type copyWait struct {
 	in     *input
 	of     fileID
 	seenAt time.Time
+	size   int64 // at the last look: a copy that stopped growing is complete
 }
 
 type result struct {
@@ -381,16 +382,6 @@ func (tr *tracked) position() position {
 func (tr *tracked) setPos(p position) {
 	tr.mu.Lock()
 	tr.pos = p
-	tr.mu.Unlock()
-}
-
-// takeCopy says that the copy of tr's content before its truncation was
-// found, when it matches fp: one copy per truncation.
-func (tr *tracked) takeCopy(fp string) {
-	tr.mu.Lock()
-	if tr.pos.Before != nil && tr.pos.Before.FP == fp {
-		tr.pos.Before = nil
-	}
 	tr.mu.Unlock()
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"time"
 
@@ -35,10 +36,7 @@ func (t *Tailer) work(ctx context.Context, tr *tracked) result {
 	if truncated {
 		t.stats.Rotations.Add(1)
 		t.log.Info("files: file truncated (copytruncate?); reading it from the start", "path", tr.path, "size", size, "was_at", before.Offset)
-		p := before
-		p.Before = &copied{FPLen: before.FPLen, FP: before.FP, Offset: before.Offset}
-		p.Offset, p.FPLen, p.FP = 0, 0, fpOf(nil)
-		tr.setPos(p)
+		tr.setPos(before.truncatedNow())
 		tr.long, tr.heldAt = longLine{}, time.Time{}
 	}
 	idle := now.Sub(tr.grewAt)
@@ -70,10 +68,7 @@ func (t *Tailer) work(ctx context.Context, tr *tracked) result {
 		}
 		t.stats.Records.Add(int64(b.n))
 		t.stats.Bytes.Add(b.bytes)
-		tr.mu.Lock()
-		b.next.Before = tr.pos.Before // Run may have found the copy meanwhile
-		tr.pos = b.next
-		tr.mu.Unlock()
+		tr.setPos(b.next)
 		return nil
 	}
 	fail := func(err error) result {
@@ -89,6 +84,11 @@ func (t *Tailer) work(ctx context.Context, tr *tracked) result {
 		b, err := t.prepare(tr, cur, size, final, now, idle, truncated && !committedAny && inflight == nil)
 		if serr := settle(); serr != nil {
 			return fail(serr)
+		}
+		if errors.Is(err, errChanged) {
+			tr.long, tr.heldAt = longLine{}, time.Time{}
+			res.more = true // the next look finds the truncation
+			return res
 		}
 		if err != nil {
 			return fail(err)
@@ -145,12 +145,12 @@ func (t *Tailer) prepare(tr *tracked, cur position, size int64, final bool, now 
 	next := cur
 	next.Offset, next.Path = upTo, tr.path
 	if next.FPLen < fpMax && size > int64(next.FPLen) {
-		if next.FP, next.FPLen, err = fingerprint(tr.f, fpMax); err != nil {
-			return nil, fmt.Errorf("read the first bytes of %s: %w", tr.path, err)
+		if next.FP, next.FPLen, err = growFingerprint(tr.f, cur); err != nil {
+			return nil, err
 		}
 	}
 	forget := final && eof && upTo == size && !tr.long.active()
-	if len(recs) == 0 && !forget && next == cur && !changed {
+	if len(recs) == 0 && !forget && next.same(cur) && !changed {
 		return nil, nil
 	}
 	mark := outbox.Mark{Key: tr.id.key(), Value: next.encode()}
@@ -189,6 +189,11 @@ func (t *Tailer) read(tr *tracked, offset, size int64, final bool, now time.Time
 			return nil, 0, false, fmt.Errorf("read %s at %d: %w", tr.path, from, err)
 		}
 		buf = buf[:got]
+	}
+	// The file may have been truncated and written again since it was
+	// looked at: bytes read then are not those of the file the offset is in.
+	if p := tr.position(); p.FPLen > 0 && !matches(tr.f, p.FPLen, p.FP) {
+		return nil, 0, false, errChanged
 	}
 	eof = from+int64(len(buf)) >= size
 	fr := &tr.in.framer
@@ -229,6 +234,24 @@ func (t *Tailer) read(tr *tracked, offset, size int64, final bool, now time.Time
 		}
 	}
 	return recs, upTo, eof, nil
+}
+
+// errChanged: the file changed under a read (truncated); nothing is stored,
+// and the next look sees the truncation.
+var errChanged = errors.New("the file changed while it was read")
+
+// growFingerprint fingerprints the first bytes of f, up to fpMax, after
+// checking that they still begin with what cur fingerprinted.
+func growFingerprint(f *os.File, cur position) (string, int, error) {
+	buf := make([]byte, fpMax)
+	n, err := f.ReadAt(buf, 0)
+	if err != nil && err != io.EOF {
+		return "", 0, fmt.Errorf("read the first bytes of %s: %w", cur.Path, err)
+	}
+	if n < cur.FPLen || fpOf(buf[:cur.FPLen]) != cur.FP {
+		return "", 0, errChanged
+	}
+	return fpOf(buf[:n]), n, nil
 }
 
 // holdFor is how long held records wait for the line that closes them.
