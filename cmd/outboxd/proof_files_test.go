@@ -9,6 +9,8 @@ package main
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -136,6 +138,7 @@ routes:
 // not nil) with the sinks down, then the sinks back and a final drain.
 func filesProof(t *testing.T, dataDir string, pfs *powerfs.FS, cycles int) {
 	o := newOracle()
+	o.where = map[int64][]string{}
 	s := newProofSinks(t, o)
 	s.down.Store(true)
 	s.kafkaOff.Store(true)
@@ -185,7 +188,37 @@ func filesProof(t *testing.T, dataDir string, pfs *powerfs.FS, cycles int) {
 			t.Errorf("%s: %d lines written, %d rotations: the scenario tested nothing", sink, sc.acked, w.rotated)
 		}
 		if sc.lost > 0 || sc.duplicated > 0 {
-			t.Errorf("%s: %d of %d lines lost, %d duplicated; want 0 and 0\n%s", sink, sc.lost, sc.acked, sc.duplicated, lastLines(r.d.log(), 20))
+			t.Errorf("%s: %d of %d lines lost, %d duplicated; want 0 and 0; some duplicates came from: %s", sink, sc.lost, sc.acked, sc.duplicated, o.duplicateSources(5))
 		}
 	}
+}
+
+// duplicateSources describes up to n runs of duplicated numbers: where
+// each copy came from (path@offset).
+func (o *oracle) duplicateSources(n int) string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var dups []int64
+	for k, c := range o.arrived["collector"] {
+		if c > 1 {
+			dups = append(dups, k)
+		}
+	}
+	slices.Sort(dups)
+	var b strings.Builder
+	for i, k := range dups {
+		if i > 0 && dups[i-1] == k-1 {
+			continue // one line per run
+		}
+		if n == 0 {
+			break
+		}
+		n--
+		end := k
+		for j := i + 1; j < len(dups) && dups[j] == end+1; j++ {
+			end = dups[j]
+		}
+		fmt.Fprintf(&b, "\n  %d..%d: %v", k, end, o.where[k])
+	}
+	return b.String()
 }

@@ -12,6 +12,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -49,6 +50,9 @@ type oracle struct {
 	acked   map[int64]bool
 	arrived map[string]map[int64]int  // per sink: how often each number arrived
 	excused map[string]map[int64]bool // per sink: records the test itself destroyed
+	// where, when set, tells where each record that arrived at the
+	// collector came from (the files scenarios: path and offset).
+	where map[int64][]string
 }
 
 func newOracle() *oracle {
@@ -75,6 +79,8 @@ func (o *oracle) ack(ns []int64) {
 
 var proofNumber = regexp.MustCompile(`proof-(\d+)-`)
 
+var proofWhere = regexp.MustCompile(`"path":"([^"]*)","offset":(\d+)`)
+
 // arrive records every number found in data at sink.
 func (o *oracle) arrive(sink string, data []byte) {
 	o.mu.Lock()
@@ -82,6 +88,14 @@ func (o *oracle) arrive(sink string, data []byte) {
 	for _, m := range proofNumber.FindAllSubmatch(data, -1) {
 		n, _ := strconv.ParseInt(string(m[1]), 10, 64)
 		o.arrived[sink][n]++
+	}
+	if o.where != nil && sink == "collector" {
+		for _, l := range bytes.Split(data, []byte("\n")) {
+			if m, w := proofNumber.FindSubmatch(l), proofWhere.FindSubmatch(l); m != nil && w != nil {
+				n, _ := strconv.ParseInt(string(m[1]), 10, 64)
+				o.where[n] = append(o.where[n], string(w[1])+"@"+string(w[2]))
+			}
+		}
 	}
 }
 

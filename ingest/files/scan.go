@@ -179,7 +179,9 @@ func (t *Tailer) discover(now time.Time, m found, first bool, decided *int64) {
 		}
 	} else if decided != nil {
 		tr.pos.Offset = min(*decided, info.Size())
-	} else if from, wait := t.copyOf(f, m); wait {
+	} else if from, decided := t.classify(f, m, nil, now); !decided {
+		t.log.Debug("files: a new file may be the copy of a truncated one; waiting", "path", m.path)
+		t.copies[m.id] = &copyWait{path: m.path, in: m.in, seenAt: now, size: info.Size()}
 		f.Close()
 		return
 	} else if from > 0 {
@@ -195,48 +197,39 @@ func (t *Tailer) discover(now time.Time, m found, first bool, decided *int64) {
 	t.enqueue(tr)
 }
 
-// copyOf looks for the tracked file that the new file m is a copy of. from
-// is where to start reading m when it is the copy of a file truncated since
-// (its old content's fingerprint matches, and it is that long already). A
-// file's Before stays in its mark until its next truncation: a copy found
-// but not yet committed before a crash is known again at the next start. wait is true when m holds, so
-// far, the first bytes of a file in its directory that was not truncated
-// (yet): the copy step of copytruncate, perhaps still copying. It is not
-// opened until that is decided (resolveCopy). At a start, the files with
-// marks are tracked first, so a copy made while outboxd was down is known
-// too.
-func (t *Tailer) copyOf(f *os.File, m found) (from int64, wait bool) {
-	var waitFor *tracked
+// classify tells whether the new file m is the copy of a tracked file's
+// content before a truncation (copytruncate). from is where to read it from
+// when decided: where the original was left when it is a copy (its first
+// bytes match a fingerprint in a mark's Before, and it is that long, or has
+// stopped growing), else 0. It is not decided while m may still become a
+// copy: it holds the first bytes of a file in its directory that was not
+// truncated (yet), or it is shorter than a copy would be and may still be
+// being written; then it waits, looked at again by every scan, at most
+// rotate_wait. A file's Before stays in its mark for its next truncations:
+// a copy found but not committed before a crash is known again at the next
+// start, where the files with marks are tracked first.
+func (t *Tailer) classify(f *os.File, m found, cw *copyWait, now time.Time) (from int64, decided bool) {
 	size := m.info.Size()
+	grew := cw == nil || size != cw.size
+	waited := cw != nil && now.Sub(cw.seenAt) >= m.in.conf.RotateWait
+	maybe := false
 	for _, o := range t.files {
-		p := o.position()
-		if b, ok := p.copyOf(f); ok {
-			if size >= b.Offset {
-				return b.Offset, false
-			}
-			waitFor = o // its copy, still being written, or made before o's last lines
-			break
-		}
-		if p.shorterThanACopy(size) && filepath.Dir(o.path) == filepath.Dir(m.path) {
-			waitFor = o // perhaps its copy, still being written
-		}
-	}
-	if waitFor != nil {
-		t.log.Debug("files: a new file may be the copy of a truncated one, still being written; waiting", "path", m.path, "of", waitFor.path)
-		t.copies[m.id] = &copyWait{path: m.path, in: m.in, of: waitFor.id, seenAt: time.Now(), size: m.info.Size()}
-		return 0, true
-	}
-	for _, o := range t.files {
-		if o.id == m.id || filepath.Dir(o.path) != filepath.Dir(m.path) {
+		if o.id == m.id {
 			continue
 		}
-		if alike(f, m.info.Size(), o) {
-			t.log.Debug("files: a new file starts like a tracked one; waiting for that one's truncation", "path", m.path, "of", o.path)
-			t.copies[m.id] = &copyWait{path: m.path, in: m.in, of: o.id, seenAt: time.Now(), size: m.info.Size()}
-			return 0, true
+		p := o.position()
+		if b, ok := p.copyOf(f); ok {
+			if size >= b.Offset || !grew || waited {
+				return min(b.Offset, size), true
+			}
+			maybe = true // a copy still being written
+			continue
+		}
+		if filepath.Dir(o.path) == filepath.Dir(m.path) && (alike(f, size, o) || p.shorterThanACopy(size)) {
+			maybe = true
 		}
 	}
-	return 0, false
+	return 0, !maybe || waited
 }
 
 // prefixOf reports whether the first bytes of f (size long, up to fpMax)
@@ -263,42 +256,15 @@ func alike(f *os.File, size int64, o *tracked) bool {
 // resolveCopy decides, at each scan, a file waiting to be told a copy from
 // a file of its own.
 func (t *Tailer) resolveCopy(now time.Time, m found, cw *copyWait) {
-	o := t.files[cw.of]
 	f, err := os.Open(m.path)
 	if err != nil {
 		return
 	}
-	defer f.Close()
-	waited := now.Sub(cw.seenAt) >= m.in.conf.RotateWait
-	var from int64
-	var p position
-	if o != nil {
-		p = o.position()
-	}
-	size := m.info.Size()
-	grew := size != cw.size
-	cw.size = size
-	var b copied
-	var isCopy bool
-	if o != nil {
-		b, isCopy = p.copyOf(f)
-	}
-	switch {
-	case o == nil:
-		// The original is gone (deleted and read to its end): a file that
-		// starts alike is a file of its own, read from 0. (A copy made
-		// just before the original was deleted is read again: a rotation
-		// by copy and delete is the one case that duplicates.)
-	case isCopy:
-		// A copy of what o held before a truncation: on from where o was
-		// left, once the copy has come that far, or stopped growing (the
-		// copy was made before o's last lines were written and read).
-		if size < b.Offset && grew && !waited {
-			return
-		}
-		from = min(b.Offset, size)
-	case !waited && (alike(f, size, o) || p.shorterThanACopy(size)):
-		return // o not truncated (yet) and still alike, or a copy still being written
+	from, decided := t.classify(f, m, cw, now)
+	f.Close()
+	cw.size = m.info.Size()
+	if !decided {
+		return
 	}
 	delete(t.copies, m.id)
 	t.discover(now, m, false, &from)

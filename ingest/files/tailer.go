@@ -117,7 +117,6 @@ type tracked struct {
 type copyWait struct {
 	path   string
 	in     *input
-	of     fileID
 	seenAt time.Time
 	size   int64 // at the last look: a copy that stopped growing is complete
 }
