@@ -9,11 +9,11 @@ package main
 
 import (
 	"fmt"
-	"slices"
-	"strings"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
