@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -73,4 +74,49 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestManyFilesMemory tracks 1,000 files written in rounds: the heap after
+// each round stays flat (a file costs its descriptor and a few hundred
+// bytes, and no buffer is kept between reads).
+func TestManyFilesMemory(t *testing.T) {
+	const files, rounds = 1000, 5
+	h := newHarness(t, entry("DIR/*.log"))
+	h.start()
+	var heap []uint64
+	for r := range rounds {
+		for i := range files {
+			h.write(fmt.Sprintf("f%04d.log", i), numbered(fmt.Sprintf("round %d file", r), i*10, 10))
+		}
+		waitFor(t, "the round's records", func() bool { return h.tl.Stats().Records.Load() == int64((r+1)*files*10) })
+		h.records() // the test's own copies go too
+		h.got = nil
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		heap = append(heap, ms.HeapInuse)
+	}
+	t.Logf("heap in use after each round of 10,000 lines to 1,000 files (MiB): %.1f; RSS now %s",
+		mib(heap), rss())
+	if heap[rounds-1] > heap[1]+4<<20 {
+		t.Fatalf("the heap grew from %d to %d bytes over the rounds", heap[1], heap[rounds-1])
+	}
+}
+
+func mib(v []uint64) []float64 {
+	out := make([]float64, len(v))
+	for i, b := range v {
+		out[i] = float64(b) / (1 << 20)
+	}
+	return out
+}
+
+func rss() string {
+	b, _ := os.ReadFile("/proc/self/status")
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			return strings.TrimSpace(strings.TrimPrefix(l, "VmRSS:"))
+		}
+	}
+	return "?"
 }
