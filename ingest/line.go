@@ -37,20 +37,29 @@ func Int(key string, n int64) Field { return Field{key, strconv.AppendInt(nil, n
 // when msg is not valid UTF-8 its exact bytes in message_base64 (message
 // then has U+FFFD in their place, as syslog records do); truncated when cut.
 func (s Stamp) Line(msg []byte, cut bool, ts time.Time, fields ...Field) []byte {
+	return s.AppendLine(make([]byte, 0, s.LineSize(msg, fields...)), msg, cut, ts, fields...)
+}
+
+// LineSize is about how many bytes Line makes of msg and fields: callers
+// that build many records into one buffer size it with this.
+func (s Stamp) LineSize(msg []byte, fields ...Field) int {
 	st := s.st
 	n := 112 + 2*len(st.tsJSON) + len(st.hostJSON) + len(st.sourceJSON) + len(msg) + len(msg)/8
 	for _, f := range fields {
 		n += len(f.Key) + len(f.JSON) + 4
 	}
+	return n
+}
+
+// AppendLine appends Line's record to b.
+func (s Stamp) AppendLine(b, msg []byte, cut bool, ts time.Time, fields ...Field) []byte {
+	st := s.st
 	valid := utf8.Valid(msg)
-	if !valid {
-		n += base64.StdEncoding.EncodedLen(len(msg)) + 20
-	}
 	tsJSON := st.tsJSON
 	if !ts.IsZero() {
 		tsJSON = appendTime(nil, ts)
 	}
-	b := st.appendHead(make([]byte, 0, n), tsJSON)
+	b = st.appendHead(b, tsJSON)
 	for _, f := range fields {
 		b = append(b, ',', '"')
 		b = append(b, f.Key...)

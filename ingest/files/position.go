@@ -45,6 +45,9 @@ type position struct {
 	Ino    uint64 `json:"ino"`
 	FPLen  int    `json:"fp_len"` // the fingerprint covers the first FPLen bytes
 	FP     string `json:"fp"`     // hex SHA-256 of them, first 16 bytes
+	// Short are the fingerprints of the first fpLadder[i] bytes, for each
+	// length below FPLen: a copy shorter than FPLen is still known.
+	Short []string `json:"short,omitempty"`
 	Offset int64  `json:"offset"` // end of the last record committed
 	// Before is what the file held before its last truncations
 	// (copytruncate), newest first: a new file whose first bytes match one
@@ -59,17 +62,27 @@ const keepCopies = 4
 // truncatedNow returns p as a file truncated now: read from 0, with what it
 // held before among its Before.
 func (p position) truncatedNow() position {
-	old := copied{FPLen: p.FPLen, FP: p.FP, Offset: p.Offset}
+	old := copied{FPLen: p.FPLen, FP: p.FP, Offset: p.Offset, Short: p.Short}
 	p.Before = append([]copied{old}, p.Before[:min(len(p.Before), keepCopies-1)]...)
-	p.Offset, p.FPLen, p.FP = 0, 0, fpOf(nil)
+	p.Offset, p.FPLen, p.FP, p.Short = 0, 0, fpOf(nil), nil
 	return p
 }
 
-// copyOf returns the Before entry whose first bytes f holds, if any.
-func (p position) copyOf(f *os.File) (copied, bool) {
+// copyOf returns the Before entry whose first bytes f (size long) holds, if
+// any: all of its fingerprint, or, for a copy shorter than that (made before
+// the original's last lines were written), the longest short one it covers.
+func (p position) copyOf(f *os.File, size int64) (copied, bool) {
 	for _, b := range p.Before {
-		if b.FPLen > 0 && matches(f, b.FPLen, b.FP) {
+		if b.FPLen > 0 && size >= int64(b.FPLen) && matches(f, b.FPLen, b.FP) {
 			return b, true
+		}
+		for i := len(b.Short) - 1; i >= 0; i-- {
+			if int64(fpLadder[i]) <= size {
+				if matches(f, fpLadder[i], b.Short[i]) {
+					return b, true
+				}
+				break
+			}
 		}
 	}
 	return copied{}, false
@@ -88,9 +101,29 @@ func (p position) shorterThanACopy(size int64) bool {
 
 // copied is a truncated file's old content, as its copy is recognised.
 type copied struct {
-	FPLen  int    `json:"fp_len"`
-	FP     string `json:"fp"`
-	Offset int64  `json:"offset"`
+	FPLen  int      `json:"fp_len"`
+	FP     string   `json:"fp"`
+	Offset int64    `json:"offset"`
+	Short  []string `json:"short,omitempty"`
+}
+
+// fpLadder are the lengths of a file's short fingerprints.
+var fpLadder = []int{64, 128, 256, 512}
+
+// fingerprints hashes the first bytes of f, up to fpMax, and each ladder
+// length below what it read. first is what it read.
+func fingerprints(f *os.File) (fp string, n int, short []string, first []byte, err error) {
+	buf := make([]byte, fpMax)
+	n, err = f.ReadAt(buf, 0)
+	if err != nil && err != io.EOF {
+		return "", 0, nil, nil, err
+	}
+	for _, l := range fpLadder {
+		if l < n {
+			short = append(short, fpOf(buf[:l]))
+		}
+	}
+	return fpOf(buf[:n]), n, short, buf[:n], nil
 }
 
 func (p position) id() fileID { return fileID{p.Dev, p.Ino} }
@@ -98,7 +131,9 @@ func (p position) id() fileID { return fileID{p.Dev, p.Ino} }
 // same reports whether p and q are equal (Before compared by content).
 func (p position) same(q position) bool {
 	return p.Path == q.Path && p.Dev == q.Dev && p.Ino == q.Ino && p.FPLen == q.FPLen && p.FP == q.FP &&
-		p.Offset == q.Offset && slices.Equal(p.Before, q.Before)
+		p.Offset == q.Offset && slices.Equal(p.Short, q.Short) && slices.EqualFunc(p.Before, q.Before, func(a, b copied) bool {
+		return a.FPLen == b.FPLen && a.FP == b.FP && a.Offset == b.Offset && slices.Equal(a.Short, b.Short)
+	})
 }
 
 func (p position) encode() []byte {

@@ -182,7 +182,11 @@ func TestLogrotate(t *testing.T) {
 	}
 	for _, mode := range []string{"create", "copytruncate"} {
 		t.Run(mode, func(t *testing.T) {
-			h := newHarness(t, entry("DIR/app.log*"))
+			e := entry("DIR/app.log*")
+			// A copy waits for its original's truncation at most this long:
+			// on a loaded machine the truncation may be seen late.
+			e.RotateWait = 2 * time.Second
+			h := newHarness(t, e)
 			conf := h.path("../logrotate.conf")
 			os.WriteFile(conf, []byte(fmt.Sprintf("%s {\n  rotate 3\n  %s\n  missingok\n}\n", h.path("app.log"), mode)), 0o644)
 			h.write("app.log", "")
@@ -247,7 +251,7 @@ func countRuns(lost []string) int {
 }
 
 // appendLines writes numbered lines to path until ctx ends and returns how
-// many. With reopen it reopens the path when it was renamed away (as a
+// many. With reopen it reopens the path once logrotate created it anew (as a
 // program told by logrotate's postrotate would); otherwise it writes through
 // its O_APPEND handle, which copytruncate truncates under it. It writes a
 // line every 200 µs or so.
@@ -255,10 +259,14 @@ func appendLines(ctx context.Context, path string, reopen bool) int {
 	f, _ := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	n := 0
 	for ctx.Err() == nil {
-		if reopen {
-			if _, err := os.Stat(path); err != nil {
-				f.Close()
-				f, _ = os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if reopen { // once logrotate made the new file, as a program told by postrotate would
+			if cur, err := os.Stat(path); err == nil {
+				if mine, _ := f.Stat(); !os.SameFile(cur, mine) {
+					if g, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0); err == nil {
+						f.Close()
+						f = g
+					}
+				}
 			}
 		}
 		fmt.Fprintf(f, "line %d\n", n)

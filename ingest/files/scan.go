@@ -189,7 +189,7 @@ func (t *Tailer) discover(now time.Time, m found, first bool, decided *int64) {
 		t.log.Info("files: the copy of a truncated file; reading it from where the original was left", "path", m.path, "offset", tr.pos.Offset)
 	} else if first && m.in.conf.ReadFrom == "end" {
 		tr.pos.Offset = info.Size()
-		tr.pos.FP, tr.pos.FPLen, _ = fingerprint(f, fpMax)
+		tr.pos.FP, tr.pos.FPLen, tr.pos.Short, _, _ = fingerprints(f)
 	}
 	t.log.Debug("files: tracking a file", "path", m.path, "offset", tr.pos.Offset, "size", info.Size())
 	t.files[m.id] = tr
@@ -218,7 +218,7 @@ func (t *Tailer) classify(f *os.File, m found, cw *copyWait, now time.Time) (fro
 			continue
 		}
 		p := o.position()
-		if b, ok := p.copyOf(f); ok {
+		if b, ok := p.copyOf(f, size); ok {
 			if size >= b.Offset || !grew || waited {
 				return min(b.Offset, size), true
 			}

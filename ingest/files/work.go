@@ -145,7 +145,7 @@ func (t *Tailer) prepare(tr *tracked, cur position, size int64, final bool, now 
 	next := cur
 	next.Offset, next.Path = upTo, tr.path
 	if next.FPLen < fpMax && size > int64(next.FPLen) {
-		if next.FP, next.FPLen, err = growFingerprint(tr.f, cur); err != nil {
+		if next.FP, next.FPLen, next.Short, err = growFingerprint(tr.f, cur); err != nil {
 			return nil, err
 		}
 	}
@@ -242,16 +242,15 @@ var errChanged = errors.New("the file changed while it was read")
 
 // growFingerprint fingerprints the first bytes of f, up to fpMax, after
 // checking that they still begin with what cur fingerprinted.
-func growFingerprint(f *os.File, cur position) (string, int, error) {
-	buf := make([]byte, fpMax)
-	n, err := f.ReadAt(buf, 0)
-	if err != nil && err != io.EOF {
-		return "", 0, fmt.Errorf("read the first bytes of %s: %w", cur.Path, err)
+func growFingerprint(f *os.File, cur position) (string, int, []string, error) {
+	fp, n, short, first, err := fingerprints(f)
+	if err != nil {
+		return "", 0, nil, fmt.Errorf("read the first bytes of %s: %w", cur.Path, err)
 	}
-	if n < cur.FPLen || fpOf(buf[:cur.FPLen]) != cur.FP {
-		return "", 0, errChanged
+	if n < cur.FPLen || fpOf(first[:cur.FPLen]) != cur.FP {
+		return "", 0, nil, errChanged
 	}
-	return fpOf(buf[:n]), n, nil
+	return fp, n, short, nil
 }
 
 // holdFor is how long held records wait for the line that closes them.
@@ -273,6 +272,14 @@ func (t *Tailer) encode(tr *tracked, recs []record, now time.Time) [][]byte {
 	out := make([][]byte, len(recs))
 	fields := make([]ingest.Field, 0, 4)
 	nums := make([]byte, 0, 12*len(recs)) // every record's offset, in one allocation
+	// Every record of the batch in one buffer: one allocation instead of
+	// one per record. A record that does not fit moves the rest to a new
+	// buffer; the records before keep the old one.
+	size := 0
+	for _, r := range recs {
+		size += st.LineSize(r.msg, path) + 48
+	}
+	buf := make([]byte, 0, size)
 	for i, r := range recs {
 		from := len(nums)
 		nums = strconv.AppendInt(nums, r.off, 10)
@@ -291,7 +298,9 @@ func (t *Tailer) encode(tr *tracked, recs []record, now time.Time) [][]byte {
 			t.stats.ParseError.Add(1)
 			fields = append(fields, ingest.Field{Key: "parse_error", JSON: []byte("true")})
 		}
-		out[i] = st.Line(r.msg, r.cut, r.ts, fields...)
+		start := len(buf)
+		buf = st.AppendLine(buf, r.msg, r.cut, r.ts, fields...)
+		out[i] = buf[start:len(buf):len(buf)]
 	}
 	return out
 }
