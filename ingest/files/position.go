@@ -40,15 +40,15 @@ func idOf(fi os.FileInfo) fileID {
 // again. It is stored as JSON in the outbox, in the same transaction as the
 // records read up to Offset.
 type position struct {
-	Path   string `json:"path"` // where it was when last read
-	Dev    uint64 `json:"dev"`
-	Ino    uint64 `json:"ino"`
-	FPLen  int    `json:"fp_len"` // the fingerprint covers the first FPLen bytes
-	FP     string `json:"fp"`     // hex SHA-256 of them, first 16 bytes
+	Path  string `json:"path"` // where it was when last read
+	Dev   uint64 `json:"dev"`
+	Ino   uint64 `json:"ino"`
+	FPLen int    `json:"fp_len"` // the fingerprint covers the first FPLen bytes
+	FP    string `json:"fp"`     // hex SHA-256 of them, first 16 bytes
 	// Short are the fingerprints of the first fpLadder[i] bytes, for each
 	// length below FPLen: a copy shorter than FPLen is still known.
-	Short []string `json:"short,omitempty"`
-	Offset int64  `json:"offset"` // end of the last record committed
+	Short  []string `json:"short,omitempty"`
+	Offset int64    `json:"offset"` // end of the last record committed
 	// Before is what the file held before its last truncations
 	// (copytruncate), newest first: a new file whose first bytes match one
 	// is its copy, and is read from that one's Offset on, not from 0.
