@@ -1,0 +1,149 @@
+package journal
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/outboxd/outboxd/config"
+	"github.com/outboxd/outboxd/ingest/route"
+	"github.com/outboxd/outboxd/outbox"
+)
+
+// The journal benchmark: a directory of 1,000,000 entries (generated once
+// with systemd-journal-remote and kept in $TMPDIR/outboxd-journal-bench-N)
+// read from its first entry into an outbox at durability full; beside it,
+// journalctl's own rate on the same directory (-o export into /dev/null),
+// the ceiling:
+//
+//	go test -run '^$' -bench Journal -benchtime 1x ./ingest/journal/
+//
+// OUTBOXD_JOURNAL_BENCH_ENTRIES sets another count. CPU is user+system of
+// this process and its children (journalctl); peak RSS is this process's
+// and, apart, the largest child's.
+
+func benchEntries(b *testing.B) int {
+	n := 1_000_000
+	if s := os.Getenv("OUTBOXD_JOURNAL_BENCH_ENTRIES"); s != "" {
+		var err error
+		if n, err = strconv.Atoi(s); err != nil {
+			b.Fatalf("OUTBOXD_JOURNAL_BENCH_ENTRIES: %v", err)
+		}
+	}
+	return n
+}
+
+// benchDir returns a journal directory of n entries shaped like a
+// service's journald entries (16 fields, a message of about 120 bytes),
+// generating it the first time.
+func benchDir(b *testing.B, n int) string {
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("outboxd-journal-bench-%d", n))
+	if _, err := os.Stat(filepath.Join(dir, "complete")); err == nil {
+		return dir
+	}
+	os.RemoveAll(dir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	cmd := exec.Command(remoteBin, "-o", filepath.Join(dir, "bench.journal"), "-")
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd.Stderr = io.Discard
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriterSize(in, 1<<20)
+	for i := range n {
+		fmt.Fprintf(w, "__REALTIME_TIMESTAMP=%d\n__MONOTONIC_TIMESTAMP=%d\n_BOOT_ID=%s\n_MACHINE_ID=0123456789abcdef0123456789abcdef\n"+
+			"_HOSTNAME=web-1\n_TRANSPORT=stdout\n_UID=33\n_GID=33\n_PID=%d\n_COMM=nginx\n_EXE=/usr/sbin/nginx\n"+
+			"_CMDLINE=nginx: worker process\n_SYSTEMD_UNIT=nginx.service\n_SYSTEMD_CGROUP=/system.slice/nginx.service\n"+
+			"PRIORITY=6\nSYSLOG_FACILITY=3\nSYSLOG_IDENTIFIER=nginx\n"+
+			"MESSAGE=10.0.%d.%d - - \"GET /api/v1/items/%d HTTP/1.1\" 200 %d \"-\" \"Mozilla/5.0 (X11; Linux x86_64)\" rt=0.%03d\n\n",
+			1_700_000_000_000_000+int64(i)*10, 1_000_000+int64(i)*10, boot1, 1000+i%50, i%256, i/256%256, i, 100+i%9000, i%1000)
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	in.Close()
+	if err := cmd.Wait(); err != nil {
+		b.Fatalf("systemd-journal-remote: %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, "complete"), nil, 0o644)
+	b.Logf("generated %d entries in %s in %v", n, dir, time.Since(start).Round(time.Millisecond))
+	return dir
+}
+
+func cpuTime() time.Duration {
+	var self, children syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &self)
+	syscall.Getrusage(syscall.RUSAGE_CHILDREN, &children)
+	tv := func(t syscall.Timeval) time.Duration { return time.Duration(t.Nano()) }
+	return tv(self.Utime) + tv(self.Stime) + tv(children.Utime) + tv(children.Stime)
+}
+
+func BenchmarkJournal(b *testing.B) {
+	if testing.Short() {
+		b.Skip("the journal benchmark reads 1,000,000 entries; not in -short")
+	}
+	needJournal(b)
+	n := benchEntries(b)
+	dir := benchDir(b, n)
+
+	b.Run("journalctl-export-to-devnull", func(b *testing.B) {
+		for b.Loop() {
+			cpu0, t0 := cpuTime(), time.Now()
+			cmd := exec.Command("journalctl", "--directory="+dir, "--merge", "--output=export", "--no-pager")
+			cmd.Stdout = io.Discard
+			if err := cmd.Run(); err != nil {
+				b.Fatal(err)
+			}
+			el := time.Since(t0)
+			b.ReportMetric(float64(n)/el.Seconds(), "entries/s")
+			b.ReportMetric((cpuTime() - cpu0).Seconds(), "cpu-s")
+			b.ReportMetric(float64(cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss)/1024, "child-peak-RSS-MiB")
+		}
+	})
+
+	b.Run("into-outbox-durability-full", func(b *testing.B) {
+		for b.Loop() {
+			q, err := outbox.Open(context.Background(), filepath.Join(b.TempDir(), "outbox.db"), "sink_main", outbox.Options[[]byte]{Durability: outbox.DurabilityFull})
+			if err != nil {
+				b.Fatal(err)
+			}
+			rt := route.New(nil)
+			rt.Install(nil, []route.Sink{{Name: "main", Queue: q}})
+			r := New(Config{Input: config.JournalInput{Directory: dir, ReadFrom: "beginning"}}, rt)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			cpu0, t0 := cpuTime(), time.Now()
+			go func() { done <- r.Run(ctx) }()
+			for r.Stats().Records.Load() < int64(n) {
+				time.Sleep(2 * time.Millisecond)
+			}
+			el := time.Since(t0)
+			cpu := cpuTime() - cpu0
+			cancel()
+			<-done
+			q.Close()
+			var ru syscall.Rusage
+			syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+			b.ReportMetric(float64(n)/el.Seconds(), "entries/s")
+			b.ReportMetric(cpu.Seconds(), "cpu-s")
+			b.ReportMetric(float64(ru.Maxrss)/1024, "peak-RSS-MiB")
+			var ch syscall.Rusage
+			syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ch)
+			b.ReportMetric(float64(ch.Maxrss)/1024, "child-peak-RSS-MiB")
+		}
+	})
+}
