@@ -2,6 +2,7 @@ package journal
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -146,4 +147,35 @@ func BenchmarkJournal(b *testing.B) {
 			b.ReportMetric(float64(ch.Maxrss)/1024, "child-peak-RSS-MiB")
 		}
 	})
+}
+
+// BenchmarkParseEncode is the reader's own work per entry, without
+// journalctl or the outbox: parse an export stream and build the records.
+func BenchmarkParseEncode(b *testing.B) {
+	var stream []byte
+	const per = 1000
+	for i := range per {
+		e := entry(boot1, i, Field{"_TRANSPORT", []byte("stdout")}, Field{"_UID", []byte("33")}, Field{"_GID", []byte("33")},
+			Field{"_PID", []byte("1042")}, Field{"_COMM", []byte("nginx")}, Field{"_EXE", []byte("/usr/sbin/nginx")},
+			Field{"_CMDLINE", []byte("nginx: worker process")}, Field{"_SYSTEMD_UNIT", []byte("nginx.service")},
+			Field{"_SYSTEMD_CGROUP", []byte("/system.slice/nginx.service")}, Field{"PRIORITY", []byte("6")},
+			Field{"SYSLOG_FACILITY", []byte("3")}, Field{"SYSLOG_IDENTIFIER", []byte("nginx")},
+			Field{"MESSAGE", fmt.Appendf(nil, `10.0.0.%d - - "GET /api/v1/items/%d HTTP/1.1" 200 512 "-" "Mozilla/5.0 (X11; Linux x86_64)" rt=0.012`, i%256, i)})
+		e.Fields = append([]Field{{"__CURSOR", fmt.Appendf(nil, "s=5d16ab40510b4072baeb46a09190f077;i=%x;b=%s;m=3e8;t=60a24181e4000;x=3af3f019475f70e3", i, boot1)}}, e.Fields...)
+		stream = appendExport(stream, e)
+	}
+	b.SetBytes(int64(len(stream) / per))
+	for b.Loop() {
+		x := newExportReader(bytes.NewReader(stream), 1<<20)
+		enc := newEncoder("h")
+		enc.reset(time.Now())
+		for {
+			e, err := x.Next()
+			if err != nil {
+				break
+			}
+			_ = enc.encode(e)
+		}
+	}
+	b.ReportMetric(float64(b.N*per)/b.Elapsed().Seconds(), "entries/s")
 }

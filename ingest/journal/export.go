@@ -48,6 +48,10 @@ type exportReader struct {
 	names map[string]string // interned field names: few distinct, many entries
 	line  []byte            // a line longer than the buffer, gathered
 	off   int64             // bytes consumed, for errors
+
+	entry Entry // what Next returns, reused
+	buf   []byte
+	spans []span
 }
 
 func newExportReader(r io.Reader, size int) *exportReader {
@@ -84,17 +88,20 @@ func (x *exportReader) readLine() ([]byte, error) {
 	return x.line[:len(x.line)-1], nil
 }
 
-// Next reads one entry. At the end of the stream between entries it returns
-// io.EOF; a stream cut inside an entry is io.ErrUnexpectedEOF (journalctl
-// killed mid-entry: that entry is read again from the stored cursor).
+// Next reads one entry. The entry and its values are the reader's, valid
+// until the next call: callers copy what they keep. At the end of the
+// stream between entries it returns io.EOF; a stream cut inside an entry
+// is io.ErrUnexpectedEOF (journalctl killed mid-entry: that entry is read
+// again from the stored cursor).
 func (x *exportReader) Next() (*Entry, error) {
-	e := &Entry{}
-	var buf []byte
-	type span struct {
-		name       string
-		start, end int
-	}
-	var spans []span
+	buf := x.buf[:0]
+	spans := x.spans[:0]
+	defer func() {
+		if cap(buf) > 4<<20 {
+			buf = nil // one huge entry does not pin its buffer for good
+		}
+		x.buf, x.spans = buf, spans
+	}()
 	for {
 		l, err := x.readLine()
 		if err != nil {
@@ -144,11 +151,18 @@ func (x *exportReader) Next() (*Entry, error) {
 		buf = buf[:len(buf)-1]
 		spans = append(spans, span{name, start, len(buf)})
 	}
-	e.Fields = make([]Field, len(spans))
-	for i, s := range spans {
-		e.Fields[i] = Field{Name: s.name, Value: buf[s.start:s.end:s.end]}
+	e := &x.entry
+	e.Fields = e.Fields[:0]
+	for _, s := range spans {
+		e.Fields = append(e.Fields, Field{Name: s.name, Value: buf[s.start:s.end:s.end]})
 	}
 	return e, nil
+}
+
+// span is a field's name and where its value is in the entry's buffer.
+type span struct {
+	name       string
+	start, end int
 }
 
 func unexpected(err error) error {

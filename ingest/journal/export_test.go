@@ -76,7 +76,7 @@ func FuzzExport(f *testing.F) {
 			if err != nil {
 				break
 			}
-			got = append(got, e)
+			got = append(got, clone(e))
 		}
 		var out []byte
 		for _, e := range got {
@@ -98,4 +98,13 @@ func FuzzExport(f *testing.F) {
 			}
 		}
 	})
+}
+
+// clone copies e out of the reader's buffers.
+func clone(e *Entry) *Entry {
+	c := &Entry{}
+	for _, f := range e.Fields {
+		c.Fields = append(c.Fields, Field{f.Name, bytes.Clone(f.Value)})
+	}
+	return c
 }

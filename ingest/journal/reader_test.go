@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -309,4 +310,27 @@ func firstDiff(a, b []string) string {
 		}
 	}
 	return fmt.Sprintf("%d (lengths %d, %d)", min(len(a), len(b)), len(a), len(b))
+}
+
+// TestSystemJournal reads the host's own journal where a journald runs: a
+// line sent with systemd-cat after the start arrives.
+func TestSystemJournal(t *testing.T) {
+	if _, err := os.Stat("/run/systemd/journal/socket"); err != nil {
+		t.Skip("no journald runs here (/run/systemd/journal/socket is missing); the directory tests cover the reader")
+	}
+	st := newMemStore()
+	start(t, Config{Input: config.JournalInput{ReadFrom: "end"}}, st)
+	waitFor(t, "a stored cursor", func() bool { return st.mark(MarkKey("")) != "" })
+	tag := fmt.Sprintf("outboxd-test-%d", time.Now().UnixNano())
+	cmd := exec.Command("systemd-cat", "-t", tag)
+	cmd.Stdin = strings.NewReader("hello from " + tag + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("systemd-cat: %v: %s", err, out)
+	}
+	waitFor(t, "the line", func() bool { return slices.Contains(messages(st.records(t)), "hello from "+tag) })
+	for _, r := range st.records(t) {
+		if r["message"] == "hello from "+tag && r["app"] != tag {
+			t.Errorf("app = %v, want %s", r["app"], tag)
+		}
+	}
 }

@@ -3,6 +3,7 @@ package journal
 import (
 	"encoding/base64"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 	"unsafe"
@@ -13,19 +14,58 @@ import (
 // Source is the records' source name, which routes name.
 const Source = "journal"
 
-// top are the fields the envelope takes to its top level; every other
-// field goes under "journal" by its own name.
-var top = map[string]bool{
-	"MESSAGE": true, "__REALTIME_TIMESTAMP": true, "_HOSTNAME": true, "PRIORITY": true,
-	"SYSLOG_FACILITY": true, "SYSLOG_IDENTIFIER": true, "_PID": true,
+// The fields the envelope takes to its top level; every other field goes
+// under "journal" by its own name.
+const (
+	fMessage = 1 << iota
+	fRealtime
+	fHostname
+	fPriority
+	fFacility
+	fIdentifier
+	fPID
+)
+
+func topField(name string) int {
+	switch name {
+	case "MESSAGE":
+		return fMessage
+	case "__REALTIME_TIMESTAMP":
+		return fRealtime
+	case "_HOSTNAME":
+		return fHostname
+	case "PRIORITY":
+		return fPriority
+	case "SYSLOG_FACILITY":
+		return fFacility
+	case "SYSLOG_IDENTIFIER":
+		return fIdentifier
+	case "_PID":
+		return fPID
+	}
+	return 0
 }
 
-// encoder builds records; it keeps one Stamp per host for one batch.
+// severityJSON and facilityJSON are the names, JSON-encoded once.
+var severityJSON, facilityJSON = names(8, ingest.SeverityName), names(24, ingest.FacilityName)
+
+func names(n int, name func(int) string) [][]byte {
+	out := make([][]byte, n)
+	for i := range out {
+		out[i] = ingest.AppendJSONString(nil, name(i))
+	}
+	return out
+}
+
+// encoder builds records. It keeps one Stamp per host for one batch, and
+// scratch buffers that each record's bytes are copied out of.
 type encoder struct {
 	host     string // when an entry has no _HOSTNAME
 	received time.Time
 	stamps   map[string]ingest.Stamp
-	obj      []byte // scratch for the journal object
+	taken    []bool
+	obj, b64 []byte
+	app, pid []byte
 }
 
 func newEncoder(host string) *encoder {
@@ -53,80 +93,75 @@ func (x *encoder) encode(e *Entry) []byte {
 	var msg []byte
 	var ts time.Time
 	host := x.host
-	var fields [6]ingest.Field
-	nf := 0
-	var sev, fac, app, pid []byte
-	seen := 0 // bitmask of the top-level fields taken
-	taken := make([]bool, len(e.Fields))
+	sev, fac := -1, -1
+	seen := 0
+	x.taken = append(x.taken[:0], make([]bool, len(e.Fields))...)
+	x.app, x.pid = x.app[:0], x.pid[:0]
 	for i, f := range e.Fields {
-		if !top[f.Name] {
+		bit := topField(f.Name)
+		if bit == 0 || seen&bit != 0 {
 			continue
 		}
-		bit := 0
 		ok := true
-		switch f.Name {
-		case "MESSAGE":
-			bit, msg = 1, f.Value
-		case "__REALTIME_TIMESTAMP":
-			bit = 2
+		switch bit {
+		case fMessage:
+			msg = f.Value
+		case fRealtime:
 			us, err := strconv.ParseInt(str(f.Value), 10, 64)
 			if ok = err == nil; ok {
 				ts = time.UnixMicro(us).UTC()
 			}
-		case "_HOSTNAME":
-			bit = 4
-			if ok = utf8.Valid(f.Value) && len(f.Value) > 0; ok {
-				host = string(f.Value)
+		case fHostname:
+			if ok = len(f.Value) > 0 && utf8.Valid(f.Value); ok {
+				host = str(f.Value) // used before e's buffer is reused
 			}
-		case "PRIORITY":
-			bit, sev = 8, f.Value
-			ok = ingest.SeverityName(small(f.Value)) != ""
-		case "SYSLOG_FACILITY":
-			bit, fac = 16, f.Value
-			ok = ingest.FacilityName(small(f.Value)) != ""
-		case "SYSLOG_IDENTIFIER":
-			bit, app = 32, f.Value
-			ok = utf8.Valid(app)
-		case "_PID":
-			bit, pid = 64, f.Value
-			ok = utf8.Valid(pid)
+		case fPriority:
+			sev = small(f.Value, len(severityJSON))
+			ok = sev >= 0
+		case fFacility:
+			fac = small(f.Value, len(facilityJSON))
+			ok = fac >= 0
+		case fIdentifier:
+			if ok = utf8.Valid(f.Value); ok {
+				x.app = ingest.AppendJSONString(x.app, str(f.Value))
+			}
+		case fPID:
+			if ok = utf8.Valid(f.Value); ok {
+				x.pid = ingest.AppendJSONString(x.pid, str(f.Value))
+			}
 		}
-		if seen&bit != 0 || !ok {
-			continue
+		if ok {
+			seen |= bit
+			x.taken[i] = true
 		}
-		seen |= bit
-		taken[i] = true
 	}
-	if seen&8 != 0 {
-		fields[nf] = ingest.String("severity", ingest.SeverityName(small(sev)))
+	var fields [6]ingest.Field
+	nf := 0
+	add := func(key string, json []byte) {
+		fields[nf] = ingest.Field{Key: key, JSON: json}
 		nf++
 	}
-	if seen&16 != 0 {
-		fields[nf] = ingest.String("facility", ingest.FacilityName(small(fac)))
-		nf++
+	if sev >= 0 {
+		add("severity", severityJSON[sev])
 	}
-	if seen&32 != 0 {
-		fields[nf] = ingest.String("app", string(app))
-		nf++
+	if fac >= 0 {
+		add("facility", facilityJSON[fac])
 	}
-	if seen&64 != 0 {
-		fields[nf] = ingest.String("procid", string(pid))
-		nf++
+	if len(x.app) > 0 {
+		add("app", x.app)
 	}
-	if seen&1 == 0 {
-		msg = nil
+	if len(x.pid) > 0 {
+		add("procid", x.pid)
 	}
-	j, b64 := x.rest(e, taken)
-	if j != nil {
-		fields[nf] = ingest.Field{Key: "journal", JSON: j}
-		nf++
-	}
-	if b64 != nil {
-		fields[nf] = ingest.Field{Key: "journal_base64", JSON: b64}
-		nf++
+	if x.rest(e) {
+		add("journal", x.obj)
+		if len(x.b64) > 0 {
+			add("journal_base64", x.b64)
+		}
 	}
 	st, ok := x.stamps[host]
 	if !ok {
+		host = strings.Clone(host) // it was in e's buffer
 		st = ingest.NewStamp(x.received, host, Source)
 		x.stamps[host] = st
 	}
@@ -136,81 +171,71 @@ func (x *encoder) encode(e *Entry) []byte {
 	return st.Line(msg, false, ts, fields[:nf]...)
 }
 
-// small parses a one-digit or two-digit number, -1 otherwise.
-func small(b []byte) int {
-	n, err := strconv.Atoi(str(b))
-	if err != nil || n < 0 || n > 99 {
+// small parses a number below n, -1 otherwise.
+func small(b []byte, n int) int {
+	v, err := strconv.Atoi(str(b))
+	if err != nil || v < 0 || v >= n {
 		return -1
 	}
-	return n
+	return v
 }
 
-// rest encodes the fields not taken to the top level as the "journal"
-// object, and the exact bytes of those that are not valid UTF-8 as the
-// "journal_base64" object (nil when none).
-func (x *encoder) rest(e *Entry, taken []bool) (obj, b64 []byte) {
-	b := x.obj[:0]
-	b = append(b, '{')
-	var bad map[string]bool
-	done := map[string]bool{}
+// rest encodes the fields not taken to the top level into x.obj, the
+// "journal" object, and the exact bytes of those that are not valid UTF-8
+// into x.b64, the "journal_base64" object (empty when none). It says
+// whether there was any.
+func (x *encoder) rest(e *Entry) bool {
+	x.obj = append(x.obj[:0], '{')
+	x.b64 = x.b64[:0]
 	for i, f := range e.Fields {
-		if taken[i] || done[f.Name] {
+		if x.taken[i] || x.before(e, i) {
 			continue
 		}
-		done[f.Name] = true
 		n, invalid := 0, false
 		for k := i; k < len(e.Fields); k++ {
-			if g := e.Fields[k]; g.Name == f.Name && !taken[k] {
+			if g := e.Fields[k]; !x.taken[k] && g.Name == f.Name {
 				n++
 				invalid = invalid || !utf8.Valid(g.Value)
 			}
 		}
+		if len(x.obj) > 1 {
+			x.obj = append(x.obj, ',')
+		}
+		x.obj = ingest.AppendJSONString(x.obj, f.Name)
+		x.obj = append(x.obj, ':')
+		x.obj = x.values(x.obj, e, i, n, false)
 		if invalid {
-			if bad == nil {
-				bad = map[string]bool{}
+			if len(x.b64) == 0 {
+				x.b64 = append(x.b64, '{')
+			} else {
+				x.b64 = append(x.b64, ',')
 			}
-			bad[f.Name] = true
+			x.b64 = ingest.AppendJSONString(x.b64, f.Name)
+			x.b64 = append(x.b64, ':')
+			x.b64 = x.values(x.b64, e, i, n, true)
 		}
-		if len(b) > 1 {
-			b = append(b, ',')
-		}
-		b = ingest.AppendJSONString(b, f.Name)
-		b = append(b, ':')
-		b = x.values(b, e, taken, i, n, false)
 	}
-	b = append(b, '}')
-	x.obj = b
-	if len(b) > 2 {
-		obj = append([]byte(nil), b...)
+	x.obj = append(x.obj, '}')
+	if len(x.b64) > 0 {
+		x.b64 = append(x.b64, '}')
 	}
-	if bad == nil {
-		return obj, nil
+	return len(x.obj) > 2
+}
+
+// before says whether a field before i not taken has i's name: then i's
+// values were written with it.
+func (x *encoder) before(e *Entry, i int) bool {
+	for k := range i {
+		if !x.taken[k] && e.Fields[k].Name == e.Fields[i].Name {
+			return true
+		}
 	}
-	b64 = []byte{'{'}
-	for i, f := range e.Fields {
-		if !bad[f.Name] {
-			continue
-		}
-		n := 0
-		for k := i; k < len(e.Fields); k++ {
-			if e.Fields[k].Name == f.Name && !taken[k] {
-				n++
-			}
-		}
-		delete(bad, f.Name)
-		if len(b64) > 1 {
-			b64 = append(b64, ',')
-		}
-		b64 = ingest.AppendJSONString(b64, f.Name)
-		b64 = append(b64, ':')
-		b64 = x.values(b64, e, taken, i, n, true)
-	}
-	return obj, append(b64, '}')
+	return false
 }
 
 // values appends the n values of the field named as e.Fields[from]: one
 // string, or a list when n > 1; base64 of the bytes when asBase64.
-func (x *encoder) values(b []byte, e *Entry, taken []bool, from, n int, asBase64 bool) []byte {
+func (x *encoder) values(b []byte, e *Entry, from, n int, asBase64 bool) []byte {
 	name := e.Fields[from].Name
 	if n > 1 {
 		b = append(b, '[')
@@ -218,7 +243,7 @@ func (x *encoder) values(b []byte, e *Entry, taken []bool, from, n int, asBase64
 	first := true
 	for k := from; k < len(e.Fields); k++ {
 		g := e.Fields[k]
-		if g.Name != name || taken[k] {
+		if g.Name != name || x.taken[k] {
 			continue
 		}
 		if !first {
