@@ -21,6 +21,7 @@ import (
 	"github.com/outboxd/outboxd/config"
 	"github.com/outboxd/outboxd/ingest"
 	"github.com/outboxd/outboxd/outbox"
+	"golang.org/x/sys/unix"
 )
 
 // Committer is what the reader needs of the outbox: records committed with
@@ -411,15 +412,22 @@ func (r *Reader) session(ctx context.Context, cursor string, follow bool) (strin
 	// journalctl dies with outboxd, even on SIGKILL.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.WaitDelay = 5 * time.Second
-	stdout, err := cmd.StdoutPipe()
+	stdout, w, err := os.Pipe()
 	if err != nil {
 		return cursor, 0, fmt.Errorf("journal: %w", err)
 	}
+	defer stdout.Close()
+	// A 1 MiB pipe (64 KiB by default) lets journalctl write on while a
+	// commit holds the reader up; best effort (a lower pipe-max-size).
+	unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, 1<<20)
+	cmd.Stdout = w
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return cursor, 0, fmt.Errorf("journal: %w", err)
 	}
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	w.Close() // journalctl has its copy: its exit is our EOF
+	if err != nil {
 		return cursor, 0, fmt.Errorf("journal: start %s: %w", r.cfg.Journalctl, err)
 	}
 	var wg sync.WaitGroup
