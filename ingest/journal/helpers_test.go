@@ -92,6 +92,7 @@ type memStore struct {
 	commits int
 	gate    chan struct{} // non-nil: each commit waits for a receive
 	fail    error
+	most    int // > 0: batches of more records fail as a queue of max_records most does
 }
 
 func newMemStore() *memStore { return &memStore{marks: map[string][]byte{}} }
@@ -112,6 +113,9 @@ func (m *memStore) AppendMarked(ctx context.Context, source string, records [][]
 	}
 	if fail != nil {
 		return fail
+	}
+	if m.most > 0 && len(records) > m.most {
+		return fmt.Errorf("%w: batch of %d records exceeds MaxSize %d", outbox.ErrQueueFull, len(records), m.most)
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()

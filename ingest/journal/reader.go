@@ -78,8 +78,11 @@ type Reader struct {
 
 	stats   Stats
 	failing ingest.Failing // what /readyz reports, logged once
-	mu      sync.Mutex
-	cursor  string // the committed cursor, for stats
+	// batch caps the records of one commit: BatchRecords, halved each time
+	// a queue refuses a batch as larger than its max_records.
+	batch  atomic.Int64
+	mu     sync.Mutex
+	cursor string // the committed cursor, for stats
 }
 
 // New returns a reader; Run starts it.
@@ -106,6 +109,7 @@ func New(cfg Config, c Committer) *Reader {
 		cfg.Input.ReadFrom = "end"
 	}
 	r := &Reader{cfg: cfg, c: c, log: cfg.Logger, key: MarkKey(cfg.Input.Directory)}
+	r.batch.Store(int64(cfg.BatchRecords))
 	if len(cfg.Input.Units) > 0 {
 		r.units = map[string]bool{}
 		for _, u := range cfg.Input.Units {
@@ -325,22 +329,29 @@ func (r *Reader) args(cursor string, follow bool) []string {
 	return a
 }
 
-// batch is entries read and encoded, with the cursor of the last entry
-// read (a filtered-out entry's too).
+// batch is entries read and encoded: each record with its entry's cursor,
+// and the cursor of the last entry read (a filtered-out entry's too).
 type batch struct {
-	recs   [][]byte
-	bytes  int64
-	cursor string
+	recs    [][]byte
+	cursors []string
+	bytes   int64
+	cursor  string
 }
 
-// maxPendingBytes bounds the records read and not yet committed (with
-// BatchRecords): at that point parse waits, and so does journalctl.
+func (b *batch) add(rec []byte, cursor string) {
+	b.recs = append(b.recs, rec)
+	b.cursors = append(b.cursors, cursor)
+	b.bytes += int64(len(rec))
+}
+
+// maxPendingBytes bounds the records read and not yet committed (with the
+// batch size): at that point parse waits, and so does journalctl.
 const maxPendingBytes = 16 << 20
 
 // handoff is what parse has read and the committer has not taken yet.
 // Batching is by what is waiting, never by a timer: an idle journal's entry
 // is committed at once, and what comes during a commit's fsync is taken
-// whole by the next.
+// by the next.
 type handoff struct {
 	mu     sync.Mutex
 	b      batch
@@ -360,18 +371,19 @@ func signal(c chan struct{}) {
 	}
 }
 
-// put adds b's records and cursor, and waits while what waits is over the
-// limits (the committer is behind: a full outbox stops the reading here).
-func (h *handoff) put(ctx context.Context, b batch, maxRecs int) error {
+// put adds b, and waits while what waits is over the limits (the committer
+// is behind: a full outbox stops the reading here).
+func (h *handoff) put(ctx context.Context, b batch, limit func() int) error {
 	h.mu.Lock()
 	h.b.recs = append(h.b.recs, b.recs...)
+	h.b.cursors = append(h.b.cursors, b.cursors...)
 	h.b.bytes += b.bytes
 	h.b.cursor = b.cursor
 	h.mu.Unlock()
 	signal(h.ready)
 	for {
 		h.mu.Lock()
-		full := len(h.b.recs) >= maxRecs || h.b.bytes >= maxPendingBytes
+		full := len(h.b.recs) >= limit() || h.b.bytes >= maxPendingBytes
 		h.mu.Unlock()
 		if !full {
 			return nil
@@ -391,14 +403,25 @@ func (h *handoff) close() {
 	signal(h.ready)
 }
 
-// take returns everything waiting, and whether parse is done.
-func (h *handoff) take() (batch, bool) {
+// take returns at most max records of what waits, with the cursor to
+// commit them with, and whether parse is done and nothing is left.
+func (h *handoff) take(max int) (batch, bool) {
 	h.mu.Lock()
-	b, closed := h.b, h.closed
-	h.b = batch{}
+	b := h.b
+	if len(b.recs) <= max {
+		h.b = batch{}
+	} else {
+		b = batch{recs: b.recs[:max:max], cursors: b.cursors[:max:max], cursor: b.cursors[max-1]}
+		for _, rec := range b.recs {
+			b.bytes += int64(len(rec))
+		}
+		h.b.recs, h.b.cursors, h.b.bytes = h.b.recs[max:], h.b.cursors[max:], h.b.bytes-b.bytes
+		signal(h.ready) // the rest: the next commit
+	}
+	done := h.closed && h.b.cursor == ""
 	h.mu.Unlock()
 	signal(h.room)
-	return b, closed
+	return b, done
 }
 
 // session runs journalctl once from cursor and commits what it prints. It
@@ -504,8 +527,8 @@ func (r *Reader) parse(ctx context.Context, stdout io.Reader, cursor string, h *
 		if b.cursor == "" {
 			return nil
 		}
-		err := h.put(ctx, b, r.cfg.BatchRecords)
-		b = batch{recs: b.recs[:0:0]}
+		err := h.put(ctx, b, r.batchSize)
+		b = batch{}
 		return err
 	}
 	for {
@@ -533,9 +556,7 @@ func (r *Reader) parse(ctx context.Context, stdout io.Reader, cursor string, h *
 		}
 		b.cursor = string(c)
 		if r.units == nil || r.units[string(unitOf(e))] {
-			rec := enc.encode(e)
-			b.recs = append(b.recs, rec)
-			b.bytes += int64(len(rec))
+			b.add(enc.encode(e), b.cursor)
 		} else {
 			r.stats.Filtered.Add(1)
 		}
@@ -546,6 +567,8 @@ func (r *Reader) parse(ctx context.Context, stdout io.Reader, cursor string, h *
 		}
 	}
 }
+
+func (r *Reader) batchSize() int { return int(r.batch.Load()) }
 
 func unitOf(e *Entry) []byte {
 	u, _ := e.Get("_SYSTEMD_UNIT")
@@ -567,6 +590,9 @@ func (r *Reader) commit(ctx context.Context, h *handoff, cursor string) (string,
 	var timer <-chan time.Time
 	store := func(recs [][]byte, bytes int64, c string) error {
 		if err := r.c.AppendMarked(ctx, Source, recs, []outbox.Mark{{Key: r.key, Value: []byte(c)}}); err != nil {
+			if errors.Is(err, outbox.ErrQueueFull) && len(recs) > 1 && ctx.Err() == nil {
+				r.batch.Store(int64(max(1, len(recs)/2))) // a queue smaller than the batch (max_records)
+			}
 			return err
 		}
 		cursor, pending, timer, lastCommit = c, "", nil, time.Now()
@@ -590,7 +616,7 @@ func (r *Reader) commit(ctx context.Context, h *handoff, cursor string) (string,
 		case <-ctx.Done():
 			return cursor, total, ctx.Err()
 		}
-		b, closed := h.take()
+		b, closed := h.take(r.batchSize())
 		if b.cursor == "" {
 			b.cursor = pending
 		}

@@ -200,16 +200,24 @@ func TestReader(t *testing.T) {
 		st := newMemStore()
 		st.gate = make(chan struct{})
 		run := start(t, Config{Input: dirInput(dir, "beginning"), Journalctl: wrapper, BatchRecords: 200}, st)
-		killed, lastKilled := 0, 0
-		for i := 0; st.count() < n && i < 100000; i++ {
-			select {
-			case st.gate <- struct{}{}:
-			case <-time.After(10 * time.Second):
+		// Each commit waits for the gate; after every third, the running
+		// journalctl is killed (once each). A commit that passed the gate
+		// appends its records a moment later: the loop polls.
+		killed, lastKilled, commits := 0, 0, 0
+		deadline := time.Now().Add(60 * time.Second)
+		for st.count() < n {
+			if time.Now().After(deadline) {
 				pprof.Lookup("goroutine").WriteTo(t.Output(), 1)
 				out, _ := exec.Command("ps", "-eo", "pid,ppid,stat,etime,cmd").Output()
-				t.Fatalf("no commit for 10 s; last pid %d; processes:\n%s", lastPid(t, pids), out)
+				t.Fatalf("%d of %d records after 60 s; last pid %d; processes:\n%s", st.count(), n, lastPid(t, pids), out)
 			}
-			if pid := lastPid(t, pids); i%3 == 1 && pid > 0 && pid != lastKilled && syscall.Kill(pid, syscall.SIGKILL) == nil {
+			select {
+			case st.gate <- struct{}{}:
+				commits++
+			case <-time.After(20 * time.Millisecond):
+				continue
+			}
+			if pid := lastPid(t, pids); commits%3 == 1 && pid > 0 && pid != lastKilled && syscall.Kill(pid, syscall.SIGKILL) == nil {
 				killed++
 				lastKilled = pid
 			}
@@ -241,6 +249,21 @@ func TestReader(t *testing.T) {
 		waitFor(t, "5000 records", func() bool { return st.count() == 5000 })
 		if got := messages(st.records(t)); !slices.Equal(got, lines(0, 5000)) {
 			t.Fatalf("first difference at %s", firstDiff(got, lines(0, 5000)))
+		}
+	})
+
+	t.Run("a queue smaller than a batch: the batches shrink to fit", func(t *testing.T) {
+		dir := t.TempDir()
+		appendJournal(t, dir, entries(boot1, 0, 3000))
+		st := newMemStore()
+		st.most = 100
+		run := start(t, Config{Input: dirInput(dir, "beginning")}, st)
+		waitFor(t, "3000 records", func() bool { return st.count() == 3000 })
+		if got := messages(st.records(t)); !slices.Equal(got, lines(0, 3000)) {
+			t.Fatalf("first difference at %s", firstDiff(got, lines(0, 3000)))
+		}
+		if b := run.r.batchSize(); b > 100 {
+			t.Errorf("batch size %d, want at most 100", b)
 		}
 	})
 
