@@ -19,6 +19,7 @@ type Field struct {
 // Entry is one journal entry. Its values share one buffer per entry.
 type Entry struct {
 	Fields []Field
+	ids    []int32 // the reader's ids of the names (-1: none), when it read the entry
 }
 
 // Get returns the first value of name, and whether there is one.
@@ -45,9 +46,10 @@ var ErrFormat = errors.New("journal: not the export format")
 // limit (a 100 KiB field is one line).
 type exportReader struct {
 	r     *bufio.Reader
-	names map[string]string // interned field names: few distinct, many entries
-	line  []byte            // a line longer than the buffer, gathered
-	off   int64             // bytes consumed, for errors
+	names map[string]int32 // interned field names and their ids: few distinct, many entries
+	list  []string         // the interned names by id
+	line  []byte           // a line longer than the buffer, gathered
+	off   int64            // bytes consumed, for errors
 
 	entry Entry // what Next returns, reused
 	buf   []byte
@@ -55,7 +57,7 @@ type exportReader struct {
 }
 
 func newExportReader(r io.Reader, size int) *exportReader {
-	return &exportReader{r: bufio.NewReaderSize(r, size), names: map[string]string{}}
+	return &exportReader{r: bufio.NewReaderSize(r, size), names: map[string]int32{}}
 }
 
 // buffered says whether bytes are waiting in the reader: the next Next
@@ -117,13 +119,13 @@ func (x *exportReader) Next() (*Entry, error) {
 			break
 		}
 		if i := bytes.IndexByte(l, '='); i >= 0 {
-			name := x.intern(l[:i])
+			name, id := x.intern(l[:i])
 			start := len(buf)
 			buf = append(buf, l[i+1:]...)
-			spans = append(spans, span{name, start, len(buf)})
+			spans = append(spans, span{name, id, start, len(buf)})
 			continue
 		}
-		name := x.intern(l)
+		name, id := x.intern(l)
 		var n [8]byte
 		if _, err := io.ReadFull(x.r, n[:]); err != nil {
 			return nil, unexpected(err)
@@ -149,19 +151,22 @@ func (x *exportReader) Next() (*Entry, error) {
 			return nil, fmt.Errorf("%w: binary field %q not followed by a newline at byte %d", ErrFormat, name, x.off)
 		}
 		buf = buf[:len(buf)-1]
-		spans = append(spans, span{name, start, len(buf)})
+		spans = append(spans, span{name, id, start, len(buf)})
 	}
 	e := &x.entry
-	e.Fields = e.Fields[:0]
+	e.Fields, e.ids = e.Fields[:0], e.ids[:0]
 	for _, s := range spans {
 		e.Fields = append(e.Fields, Field{Name: s.name, Value: buf[s.start:s.end:s.end]})
+		e.ids = append(e.ids, s.id)
 	}
 	return e, nil
 }
 
-// span is a field's name and where its value is in the entry's buffer.
+// span is a field's name and id and where its value is in the entry's
+// buffer.
 type span struct {
 	name       string
+	id         int32
 	start, end int
 }
 
@@ -172,17 +177,24 @@ func unexpected(err error) error {
 	return err
 }
 
-// intern returns name as a string, one allocation per distinct name (a
-// bounded map: names are few, but a hostile journal could hold many).
-func (x *exportReader) intern(b []byte) string {
-	if s, ok := x.names[string(b)]; ok {
-		return s
+// maxNames bounds the interned names: names are few, but a hostile
+// journal could hold many.
+const maxNames = 4096
+
+// intern returns name as a string, one allocation per distinct name, and
+// its id (-1 past maxNames).
+func (x *exportReader) intern(b []byte) (string, int32) {
+	if id, ok := x.names[string(b)]; ok {
+		return x.list[id], id
 	}
 	s := string(b)
-	if len(x.names) < 4096 {
-		x.names[s] = s
+	if len(x.list) >= maxNames {
+		return s, -1
 	}
-	return s
+	id := int32(len(x.list))
+	x.names[s] = id
+	x.list = append(x.list, s)
+	return s, id
 }
 
 // appendExport appends e in the export format (the tests' and the

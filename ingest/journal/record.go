@@ -66,6 +66,11 @@ type encoder struct {
 	taken    []bool
 	obj, b64 []byte
 	app, pid []byte
+	// By name id (Entry.ids): the name as a JSON key, and the last round
+	// (entry) it was seen in.
+	keys  [][]byte
+	gen   []uint32
+	round uint32
 }
 
 func newEncoder(host string) *encoder {
@@ -187,6 +192,87 @@ func small(b []byte, n int) int {
 func (x *encoder) rest(e *Entry) bool {
 	x.obj = append(x.obj[:0], '{')
 	x.b64 = x.b64[:0]
+	if x.unique(e) {
+		for i, f := range e.Fields {
+			if x.taken[i] {
+				continue
+			}
+			if len(x.obj) > 1 {
+				x.obj = append(x.obj, ',')
+			}
+			x.obj = append(x.obj, x.key(e, i)...)
+			x.obj = ingest.AppendJSONString(x.obj, str(f.Value))
+			if !utf8.Valid(f.Value) {
+				x.b64 = x.openB64(e, i)
+				x.b64 = x.values(x.b64, e, i, 1, true)
+			}
+		}
+	} else {
+		x.restRepeated(e)
+	}
+	x.obj = append(x.obj, '}')
+	if len(x.b64) > 0 {
+		x.b64 = append(x.b64, '}')
+	}
+	return len(x.obj) > 2
+}
+
+// unique says whether no name comes twice among the fields not taken, by
+// the reader's name ids: one look per field (false without ids).
+func (x *encoder) unique(e *Entry) bool {
+	if len(e.ids) != len(e.Fields) {
+		return false
+	}
+	x.round++
+	for i, id := range e.ids {
+		if x.taken[i] {
+			continue
+		}
+		if id < 0 {
+			return false
+		}
+		for int(id) >= len(x.gen) {
+			x.gen = append(x.gen, 0)
+		}
+		if x.gen[id] == x.round {
+			return false
+		}
+		x.gen[id] = x.round
+	}
+	return true
+}
+
+// key is field i's name as a JSON key with its colon, encoded once per name.
+func (x *encoder) key(e *Entry, i int) []byte {
+	id := int32(-1)
+	if len(e.ids) == len(e.Fields) {
+		id = e.ids[i]
+	}
+	if id < 0 {
+		return append(ingest.AppendJSONString(nil, e.Fields[i].Name), ':')
+	}
+	for int(id) >= len(x.keys) {
+		x.keys = append(x.keys, nil)
+	}
+	if x.keys[id] == nil {
+		x.keys[id] = append(ingest.AppendJSONString(nil, e.Fields[i].Name), ':')
+	}
+	return x.keys[id]
+}
+
+// openB64 starts the next member of the journal_base64 object: field i's key.
+func (x *encoder) openB64(e *Entry, i int) []byte {
+	if len(x.b64) == 0 {
+		x.b64 = append(x.b64, '{')
+	} else {
+		x.b64 = append(x.b64, ',')
+	}
+	return append(x.b64, x.key(e, i)...)
+}
+
+// restRepeated is rest for an entry with a name given twice or more: each
+// name once, its values a list in order.
+func (x *encoder) restRepeated(e *Entry) {
 	for i, f := range e.Fields {
 		if x.taken[i] || x.before(e, i) {
 			continue
@@ -201,25 +287,13 @@ func (x *encoder) rest(e *Entry) bool {
 		if len(x.obj) > 1 {
 			x.obj = append(x.obj, ',')
 		}
-		x.obj = ingest.AppendJSONString(x.obj, f.Name)
-		x.obj = append(x.obj, ':')
+		x.obj = append(x.obj, x.key(e, i)...)
 		x.obj = x.values(x.obj, e, i, n, false)
 		if invalid {
-			if len(x.b64) == 0 {
-				x.b64 = append(x.b64, '{')
-			} else {
-				x.b64 = append(x.b64, ',')
-			}
-			x.b64 = ingest.AppendJSONString(x.b64, f.Name)
-			x.b64 = append(x.b64, ':')
+			x.b64 = x.openB64(e, i)
 			x.b64 = x.values(x.b64, e, i, n, true)
 		}
 	}
-	x.obj = append(x.obj, '}')
-	if len(x.b64) > 0 {
-		x.b64 = append(x.b64, '}')
-	}
-	return len(x.obj) > 2
 }
 
 // before says whether a field before i not taken has i's name: then i's

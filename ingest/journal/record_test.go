@@ -50,4 +50,21 @@ func TestEncode(t *testing.T) {
 			t.Errorf("an entry without __REALTIME_TIMESTAMP has ts %v, want the receive time", r["ts"])
 		}
 	})
+	t.Run("a field not valid UTF-8 in an entry without repeated names", func(t *testing.T) {
+		stream := appendExport(nil, &Entry{Fields: []Field{{"BIN", []byte("a\xffb")}, {"X", []byte("y")}, {"MESSAGE", []byte("m")}}})
+		e, err := newExportReader(bytes.NewReader(stream), 16).Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc := newEncoder("h")
+		enc.reset(time.Unix(0, 0))
+		var r map[string]any
+		rec := enc.encode(e)
+		if err := json.Unmarshal(rec, &r); err != nil {
+			t.Fatal(err)
+		}
+		if r["journal"].(map[string]any)["BIN"] != "a\uFFFDb" || r["journal_base64"].(map[string]any)["BIN"] != "Yf9i" {
+			t.Errorf("record: %s", rec)
+		}
+	})
 }
