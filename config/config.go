@@ -45,6 +45,8 @@ type Ingest struct {
 	HTTP   *HTTPIngest    `koanf:"http"`
 	Syslog []SyslogIngest `koanf:"syslog"`
 	Files  []FileInput    `koanf:"files"`
+	// Journal is the systemd journal input; nil: off.
+	Journal *JournalInput `koanf:"journal"`
 	// MemoryBudget is the memory every endpoint together may hold in
 	// records read but not yet stored; 0 takes the default (8 MiB).
 	MemoryBudget Size `koanf:"memory_budget"`
@@ -318,5 +320,8 @@ func (c *Config) applyDefaults() {
 	}
 	for i := range c.Ingest.Files {
 		c.Ingest.Files[i].applyDefaults()
+	}
+	if c.Ingest.Journal != nil {
+		c.Ingest.Journal.applyDefaults()
 	}
 }

@@ -13,7 +13,7 @@ import (
 )
 
 // Sources are the names routes give inputs (a record's "source").
-var Sources = []string{"http", "syslog", "file"}
+var Sources = []string{"http", "syslog", "file", "journal"}
 
 var sinkNameRE = regexp.MustCompile(`^[A-Za-z0-9_]{1,58}$`)
 
@@ -119,6 +119,9 @@ func (c *Config) Warnings() []error {
 	if len(c.Ingest.Files) > 0 && !c.routed("file") {
 		warns = append(warns, problem("ingest.files", "no route takes records from file: the files are not read until one does"))
 	}
+	if c.Ingest.Journal != nil && !c.routed("journal") {
+		warns = append(warns, problem("ingest.journal", "no route takes records from journal: the journal is not read until one does"))
+	}
 	// Files in data_dir are 0600; their names, and a file an operator
 	// copies there, are not.
 	if info, err := os.Stat(c.DataDir); err == nil && info.IsDir() && info.Mode().Perm()&0o044 != 0 {
@@ -193,6 +196,9 @@ func (in Ingest) validate(add func(error)) {
 	}
 	for i, f := range in.Files {
 		f.validate(fmt.Sprintf("ingest.files[%d]", i), add)
+	}
+	if in.Journal != nil {
+		in.Journal.validate("ingest.journal", add)
 	}
 }
 

@@ -76,6 +76,14 @@ func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
 			body.Ingest[d.cfg.Ingest.Syslog[i].Listen], body.Ready = err.Error(), false
 		}
 	}
+	if j := d.journal; j != nil {
+		if err := j.Healthy(); err != nil {
+			if body.Ingest == nil {
+				body.Ingest = map[string]string{}
+			}
+			body.Ingest["journal"], body.Ready = err.Error(), false
+		}
+	}
 	d.sinks.each(func(s *sinkRun) {
 		snap, err := s.worker.Snapshot(r.Context())
 		h := sinkHealth{QueueDepth: snap.QueueDepth, LastError: snap.LastError}
@@ -151,6 +159,15 @@ func (d *daemon) metrics() *prometheus.Registry {
 				}
 				return float64(lag)
 			}))
+	}
+	if j := d.journal; j != nil {
+		st := j.Stats()
+		l := prometheus.Labels{"endpoint": "journal"}
+		counter("outboxd_ingest_records_total", "Records accepted (committed).", l, func() float64 { return float64(st.Records.Load()) })
+		counter("outboxd_ingest_bytes_total", "Bytes of the accepted records.", l, func() float64 { return float64(st.Bytes.Load()) })
+		counter("outboxd_journal_filtered_total", "Journal entries read and left out by ingest.journal.units (their cursor is committed).", nil, func() float64 { return float64(st.Filtered.Load()) })
+		counter("outboxd_journal_restarts_total", "journalctl runs that failed (exited, killed, missing) or whose commit failed; run again from the committed cursor.", nil, func() float64 { return float64(st.Restarts.Load()) })
+		counter("outboxd_journal_cursor_not_found_total", "Starts whose stored cursor was no longer in the journal (vacuumed).", nil, func() float64 { return float64(st.Vacuumed.Load()) })
 	}
 	return reg
 }

@@ -575,6 +575,9 @@ func TestProof(t *testing.T) {
 		filesProof(t, filepath.Join(mnt, "data"), pfs, cycles)
 	})
 
+	t.Run("journal: kill -9 while entries are appended loses and repeats no entry", func(t *testing.T) { journalProof(t, t.TempDir(), nil, cycles) })
+	t.Run("journal: power cuts while entries are appended lose and repeat no entry", func(t *testing.T) { journalPowerCuts(t, cycles) })
+
 	t.Run("a truncated WAL and a corrupted record: the daemon starts and keeps forwarding", func(t *testing.T) {
 		o := newOracle()
 		s := newProofSinks(t, o)

@@ -22,6 +22,7 @@ import (
 	"github.com/outboxd/outboxd/forwarders"
 	"github.com/outboxd/outboxd/ingest"
 	"github.com/outboxd/outboxd/ingest/files"
+	"github.com/outboxd/outboxd/ingest/journal"
 	"github.com/outboxd/outboxd/ingest/route"
 	"github.com/outboxd/outboxd/outbox"
 )
@@ -108,6 +109,7 @@ type daemon struct {
 	http       *ingest.HTTP
 	syslogs    []*ingest.Syslog
 	tailer     *files.Tailer
+	journal    *journal.Reader
 	ready      atomic.Bool
 
 	probe         chan chan struct{} // the watchdog asks the signal loop whether it still answers
@@ -372,6 +374,15 @@ func (d *daemon) startIngest(ctx context.Context, wg *sync.WaitGroup) (*http.Ser
 			}
 		})
 		d.log.Info("files ingest started", "entries", len(d.cfg.Ingest.Files))
+	}
+	if j := d.cfg.Ingest.Journal; j != nil {
+		// Like files: no budget (a full outbox stops reading the pipe), and
+		// a missing journalctl is an error in the log and /readyz, retried;
+		// the other inputs run on.
+		jr := journal.New(journal.Config{Input: *j, Logger: d.log}, r)
+		d.journal = jr
+		wg.Go(func() { jr.Run(ctx) })
+		d.log.Info("journal ingest started", "directory", j.Directory, "units", j.Units, "read_from", j.ReadFrom)
 	}
 	return srv, nil
 }

@@ -1,0 +1,162 @@
+package main
+
+// The journal input in the durability harness (issue 14): a writer appends
+// numbered entries to a journal directory through systemd-journal-remote
+// (real journal files, no journald needed) while the daemon is killed with
+// SIGKILL or the power is cut under its data directory. The sinks are down
+// for the whole abuse, so every duplicate counted is an entry read twice
+// (the cursor not committed with it), and every loss an entry never read.
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/outboxd/outboxd/outbox/powerfs"
+)
+
+const journalRemote = "/lib/systemd/systemd-journal-remote"
+
+// journalWriter appends numbered entries to dir's journal; an entry counts
+// as acknowledged once systemd-journal-remote has written it and exited.
+type journalWriter struct {
+	o       *oracle
+	dir     string
+	written int
+	runs    int
+	err     error
+	stopped chan struct{}
+	done    sync.WaitGroup
+}
+
+func startJournalWriter(o *oracle, dir string) *journalWriter {
+	w := &journalWriter{o: o, dir: dir, stopped: make(chan struct{})}
+	w.done.Go(w.loop)
+	return w
+}
+
+// loop appends 100 entries every 25 ms or so (systemd-journal-remote runs
+// once per batch), about 3,000 entries a second; every 50th batch begins a
+// new boot, so that the daemon reads across boots while it is killed.
+func (w *journalWriter) loop() {
+	boot := 1
+	for n := 0; ; n++ {
+		select {
+		case <-w.stopped:
+			return
+		case <-time.After(25 * time.Millisecond):
+		}
+		if n%50 == 49 {
+			boot++
+		}
+		ns := w.o.numbers(100)
+		var in bytes.Buffer
+		for _, k := range ns {
+			fmt.Fprintf(&in, "__REALTIME_TIMESTAMP=%d\n__MONOTONIC_TIMESTAMP=%d\n_BOOT_ID=%032x\n_HOSTNAME=proof\nSYSLOG_IDENTIFIER=proof\nPRIORITY=6\nMESSAGE=%s\n\n",
+				1_700_000_000_000_000+k, 1_000_000+k, boot, line(k))
+		}
+		cmd := exec.Command(journalRemote, "-o", filepath.Join(w.dir, "proof.journal"), "-")
+		cmd.Stdin = &in
+		if out, err := cmd.CombinedOutput(); err != nil {
+			w.err = fmt.Errorf("systemd-journal-remote: %v: %s", err, out)
+			return
+		}
+		w.o.ack(ns)
+		w.written += len(ns)
+		w.runs++
+	}
+}
+
+func (w *journalWriter) stop() error { close(w.stopped); w.done.Wait(); return w.err }
+
+// journalConfig is the scenarios' daemon (proofSinks.config: both sinks,
+// every source to both) that also reads dir's journal from its first entry.
+func (s *proofSinks) journalConfig(t *testing.T, dataDir, journalDir string) string {
+	return strings.Replace(s.config(dataDir, "full", freePort(t), freePort(t)), "ingest:\n",
+		"ingest:\n  journal:\n    directory: "+journalDir+"\n    read_from: beginning\n", 1)
+}
+
+// journalProof runs the abuse: cycles of kill -9 (and a power cut when pfs
+// is not nil) with the sinks down, then the sinks back and a final drain.
+func journalProof(t *testing.T, dataDir string, pfs *powerfs.FS, cycles int) {
+	if _, err := os.Stat(journalRemote); err != nil {
+		t.Skip("systemd-journal-remote is not installed (apt-get install systemd-journal-remote): it writes the journal files this scenario reads")
+	}
+	if _, err := exec.LookPath("journalctl"); err != nil {
+		t.Skip("journalctl is not installed")
+	}
+	o := newOracle()
+	s := newProofSinks(t, o)
+	s.down.Store(true)
+	s.kafkaOff.Store(true)
+	journalDir := t.TempDir()
+	r := &proofRun{t: t, dataDir: dataDir, cfgPath: filepath.Join(t.TempDir(), "config.yaml")}
+	os.WriteFile(r.cfgPath, []byte(s.journalConfig(t, dataDir, journalDir)), 0o600)
+	w := startJournalWriter(o, journalDir)
+	r.start()
+	for range cycles {
+		time.Sleep(time.Duration(300+rand.IntN(1200)) * time.Millisecond)
+		r.d.cmd.Process.Kill()
+		err := <-r.d.done
+		r.d.done <- err
+		if pfs != nil {
+			if _, err := pfs.PowerCut(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r.start()
+	}
+	if err := w.stop(); err != nil {
+		t.Fatal(err)
+	}
+	s.down.Store(false)
+	s.kafkaOff.Store(false)
+	deadline := time.Now().Add(90 * time.Second)
+	for !o.allArrived() && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // duplicates would come now
+	if err := r.d.stop(t); err != nil {
+		t.Errorf("exit after SIGTERM: %v\n%s", err, r.d.log())
+	}
+	events := fmt.Sprintf("%d kills", cycles)
+	scenario := "journal: kill -9 while entries are appended, sinks down"
+	if pfs != nil {
+		events = fmt.Sprintf("%d power cuts", cycles)
+		scenario = "journal: power cuts (powerfs) while entries are appended, sinks down"
+	}
+	events += fmt.Sprintf("; %d appends by systemd-journal-remote", w.runs)
+	for _, sink := range []string{"collector", "kafka"} {
+		sc := o.score(sink)
+		row := fmt.Sprintf("| %s | full | %s | %s | %d | %d | %d |", scenario, events, sink, sc.acked, sc.lost, sc.duplicated)
+		t.Log(row)
+		proofReport.Lock()
+		proofReport.rows = append(proofReport.rows, row)
+		proofReport.Unlock()
+		if sc.acked == 0 {
+			t.Errorf("%s: no entry written: the scenario tested nothing", sink)
+		}
+		if sc.lost > 0 || sc.duplicated > 0 {
+			t.Errorf("%s: %d of %d entries lost, %d duplicated; want 0 and 0\n%s", sink, sc.lost, sc.acked, sc.duplicated, lastLines(r.d.log(), 20))
+		}
+	}
+}
+
+// journalPowerCuts is journalProof with the data directory on powerfs and a
+// power cut after each kill.
+func journalPowerCuts(t *testing.T, cycles int) {
+	backing, mnt := t.TempDir(), t.TempDir()
+	pfs := powerfs.New(backing, mnt)
+	if err := pfs.Mount(); err != nil {
+		t.Skipf("cannot mount FUSE here (needs root and /dev/fuse): %v", err)
+	}
+	t.Cleanup(func() { pfs.Unmount() })
+	journalProof(t, filepath.Join(mnt, "data"), pfs, cycles)
+}

@@ -1,0 +1,40 @@
+package config
+
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// JournalInput is ingest.journal: the systemd journal, read through
+// journalctl.
+type JournalInput struct {
+	// Directory reads that directory's journal files (journalctl
+	// --directory); empty: the system journal.
+	Directory string   `koanf:"directory"`
+	Units     []string `koanf:"units"` // only these units' entries (_SYSTEMD_UNIT); empty: all
+	// ReadFrom is where the very first start begins (beginning or end);
+	// later starts go on from the stored cursor.
+	ReadFrom string `koanf:"read_from"`
+}
+
+func (j *JournalInput) applyDefaults() {
+	if j.ReadFrom == "" {
+		j.ReadFrom = "end"
+	}
+}
+
+func (j JournalInput) validate(path string, add func(error)) {
+	if j.Directory != "" && !filepath.IsAbs(j.Directory) {
+		add(problem(path+".directory", "%q: must be an absolute path (the daemon's working directory is /)", j.Directory))
+	}
+	for i, u := range j.Units {
+		if u == "" || strings.ContainsAny(u, "/ \t\n=") {
+			add(problem(fmt.Sprintf("%s.units[%d]", path, i), "%q is not a unit name", u))
+		}
+	}
+	if !slices.Contains([]string{"beginning", "end"}, j.ReadFrom) {
+		add(problem(path+".read_from", "%q: want beginning or end", j.ReadFrom))
+	}
+}
