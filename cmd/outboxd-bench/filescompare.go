@@ -1,0 +1,983 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// filesCompare runs log-file tailers side by side: outboxd's files input
+// and rsyslog's imfile. Each shipper tails logDir/*.log and forwards every
+// line to a Kafka topic on a kfake broker in this process.
+//
+// Per shipper it measures throughput (one file, then many, written flat out)
+// and crash correctness: numbered lines appended to a few files at a steady
+// rate, the files rotated by rename+create and by copytruncate, the shipper
+// killed with SIGKILL and restarted, then drained; every line is counted at
+// Kafka as lost or duplicated.
+
+// fileShipper is one tailer under comparison. command writes its
+// configuration into dir (its state lives there too, so a restart on the
+// same dir resumes) and returns the command that runs it, not started.
+type fileShipper struct {
+	name    string
+	note    string
+	command func(dir, logDir, broker, topic string) (*exec.Cmd, error)
+}
+
+type filesFlags struct {
+	lines       int
+	manyFiles   int
+	kills       int
+	crashFor    time.Duration
+	crashRate   float64
+	crashFiles  int
+	rotateEvery time.Duration
+	drainQuiet  time.Duration
+	only        string
+	keep        bool
+}
+
+func filesCompareCommand(ctx context.Context, args []string, w io.Writer) error {
+	fs := flag.NewFlagSet("files-compare", flag.ContinueOnError)
+	var f filesFlags
+	fs.IntVar(&f.lines, "lines", 1_000_000, "256-byte lines written flat out for the throughput runs")
+	fs.IntVar(&f.manyFiles, "many-files", 100, "files the second throughput run spreads -lines over (0: skip it)")
+	fs.IntVar(&f.kills, "kills", 10, "SIGKILLs of the shipper during the crash run")
+	fs.DurationVar(&f.crashFor, "crash-for", 40*time.Second, "length of the crash run's writing")
+	fs.Float64Var(&f.crashRate, "crash-rate", 4_000, "lines a second, over all files, in the crash run")
+	fs.IntVar(&f.crashFiles, "crash-files", 4, "files written in the crash run")
+	fs.DurationVar(&f.rotateEvery, "rotate-every", 2*time.Second, "one file is rotated this often in the crash run, by rename+create and copytruncate in turn")
+	fs.DurationVar(&f.drainQuiet, "drain-quiet", 10*time.Second, "after the crash run, drained means nothing new arrived for this long")
+	fs.StringVar(&f.only, "only", "outboxd-full,rsyslog-da,rsyslog-memory", "comma-separated shippers to run, of outboxd-full, rsyslog-disk-synced (slow: about 5,000 lines/s), rsyslog-da, rsyslog-memory")
+	fs.BoolVar(&f.keep, "keep", false, "keep the work directory (logs, state, configs) and print its path")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if f.lines < 1 || f.crashFiles < 1 || f.crashRate <= 0 || f.kills < 0 || f.manyFiles < 0 {
+		return errors.New("files-compare: -lines, -crash-files and -crash-rate must be positive; -kills and -many-files not negative")
+	}
+	dir, err := os.MkdirTemp("", "outboxd-files-compare-")
+	if err != nil {
+		return err
+	}
+	if f.keep {
+		fmt.Fprintln(os.Stderr, "work directory:", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	if err := ensureRsyslog(ctx, w); err != nil {
+		return err
+	}
+	all := fileShippers("")
+	var names []string
+	for _, s := range all {
+		names = append(names, s.name)
+	}
+	var run []fileShipper
+	for _, name := range strings.Split(f.only, ",") {
+		i := slices.IndexFunc(all, func(s fileShipper) bool { return s.name == name })
+		if i < 0 {
+			return fmt.Errorf("-only: no shipper %q (want %s)", name, strings.Join(names, ", "))
+		}
+		run = append(run, all[i])
+	}
+	if slices.ContainsFunc(run, func(s fileShipper) bool { return strings.HasPrefix(s.name, "outboxd") }) {
+		bin, err := buildOutboxd(ctx, dir, hostArch())
+		if err != nil {
+			return err
+		}
+		byName := fileShippers(bin)
+		for i := range run {
+			run[i] = byName[slices.IndexFunc(byName, func(s fileShipper) bool { return s.name == run[i].name })]
+		}
+	}
+	var results []filesResult
+	for _, s := range run {
+		res := filesResult{name: s.name, note: s.note}
+		sdir := filepath.Join(dir, s.name)
+		fmt.Fprintf(os.Stderr, "== %s: throughput, 1 file\n", s.name)
+		res.one = filesThroughput(ctx, s, filepath.Join(sdir, "one"), f.lines, 1)
+		if f.manyFiles > 0 && ctx.Err() == nil {
+			fmt.Fprintf(os.Stderr, "== %s: throughput, %d files\n", s.name, f.manyFiles)
+			res.many = filesThroughput(ctx, s, filepath.Join(sdir, "many"), f.lines, f.manyFiles)
+		}
+		if ctx.Err() == nil {
+			fmt.Fprintf(os.Stderr, "== %s: crash run, %d kills\n", s.name, f.kills)
+			res.crash = filesCrash(ctx, s, filepath.Join(sdir, "crash"), f)
+		}
+		results = append(results, res)
+	}
+	fmt.Fprintf(w, "`go run ./cmd/outboxd-bench files-compare %s`\n\n", strings.Join(args, " "))
+	printFilesComparison(w, results, f)
+	return ctx.Err()
+}
+
+// fileShippers lists the tailers; outboxd is the binary to run (it is built
+// only when an outboxd shipper is asked for).
+func fileShippers(outboxd string) []fileShipper {
+	return []fileShipper{
+		{"outboxd-full", "files input, durability full", outboxdFiles(outboxd, "full")},
+		{"rsyslog-disk-synced", "imfile -> omkafka, disk queue, fsynced", rsyslogFiles(`queue.type="Disk" queue.filename="fwdq" queue.syncqueuefiles="on" queue.maxdiskspace="4g" queue.saveonshutdown="on"`)},
+		{"rsyslog-da", "imfile -> omkafka, disk-assisted queue", rsyslogFiles(`queue.type="LinkedList" queue.filename="fwdq" queue.maxdiskspace="4g" queue.saveonshutdown="on"`)},
+		{"rsyslog-memory", "imfile -> omkafka, in-memory queue", rsyslogFiles(`queue.type="LinkedList"`)},
+	}
+}
+
+// outboxdFiles runs outboxd with one files input on logDir.
+func outboxdFiles(bin, durability string) func(dir, logDir, broker, topic string) (*exec.Cmd, error) {
+	return func(dir, logDir, broker, topic string) (*exec.Cmd, error) {
+		cfg := fmt.Sprintf(`data_dir: %s/data
+durability: %s
+ingest:
+  files:
+    - paths: [%s/*.log, %s/**/*.log]
+      exclude: ["*.gz"]
+      read_from: beginning
+      max_line_bytes: 1MiB
+      format: text
+sinks:
+  kafka:
+    type: kafka
+    brokers: [%s]
+    topic: %s
+    linger: 5ms
+routes:
+  - sinks: [kafka]
+log:
+  level: warn
+`, dir, durability, logDir, logDir, broker, topic)
+		path := filepath.Join(dir, "outboxd.yaml")
+		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+			return nil, err
+		}
+		return exec.Command(bin, "run", "-config", path), nil
+	}
+}
+
+// rsyslogFiles runs rsyslogd in the foreground: imfile on logDir/*.log,
+// with state files in a private work directory written after every batch
+// it submits, and truncation noticed, into a ruleset whose omkafka action
+// has the given queue and retries for ever, as a durable rsyslog setup for
+// files to Kafka is written. The ruleset has no queue of its own: lines
+// imfile has submitted wait in the in-memory main queue.
+func rsyslogFiles(queue string) func(dir, logDir, broker, topic string) (*exec.Cmd, error) {
+	return func(dir, logDir, broker, topic string) (*exec.Cmd, error) {
+		work := filepath.Join(dir, "work")
+		if err := os.MkdirAll(work, 0o755); err != nil {
+			return nil, err
+		}
+		cfg := fmt.Sprintf(`global(workDirectory="%s" maxMessageSize="64k")
+module(load="imfile" mode="inotify")
+module(load="omkafka")
+template(name="msgonly" type="string" string="%%msg%%")
+input(type="imfile" file="%s/*.log" tag="files" ruleset="fwd"
+      freshStartTail="off" reopenOnTruncate="on" persistStateAfterSubmission="on")
+ruleset(name="fwd") {
+  action(type="omkafka" broker=["%s"] topic="%s" template="msgonly"
+         confParam=["queue.buffering.max.ms=5"]
+         %s
+         action.resumeRetryCount="-1")
+}
+`, work, logDir, broker, topic, queue)
+		path := filepath.Join(dir, "rsyslog.conf")
+		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+			return nil, err
+		}
+		// A pid file left by a SIGKILL names a process that is gone, or
+		// another one: rsyslogd would refuse to start.
+		pid := filepath.Join(dir, "rsyslog.pid")
+		os.Remove(pid)
+		return exec.Command("rsyslogd", "-n", "-f", path, "-i", pid), nil
+	}
+}
+
+// runningShipper is a started shipper process. Its output goes to a log
+// file in its directory, kept across restarts.
+type runningShipper struct {
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{} // closed when the process has exited and been reaped
+}
+
+func startFileShipper(s fileShipper, dir, logDir, broker, topic string) (*runningShipper, error) {
+	cmd, err := s.command(dir, logDir, broker, topic)
+	if err != nil {
+		return nil, err
+	}
+	logPath := filepath.Join(dir, "shipper.log")
+	out, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer out.Close() // the child has its own copy
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", s.name, err)
+	}
+	p := &runningShipper{cmd: cmd, log: logPath, done: make(chan struct{})}
+	// Owned by p: kill and stop wait for it.
+	go func() { cmd.Wait(); close(p.done) }()
+	return p, nil
+}
+
+func (p *runningShipper) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (p *runningShipper) pid() int { return p.cmd.Process.Pid }
+
+// kill sends SIGKILL and waits for the exit.
+func (p *runningShipper) kill() {
+	p.cmd.Process.Kill()
+	<-p.done
+}
+
+// stop sends SIGTERM and waits up to 30 s before SIGKILL.
+func (p *runningShipper) stop() {
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		p.kill()
+	}
+}
+
+// tail is the end of the shipper's output, for an error message.
+func (p *runningShipper) tail() string {
+	b, _ := os.ReadFile(p.log)
+	if len(b) > 2000 {
+		b = b[len(b)-2000:]
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// waitShipper is waitFor that gives up early, with the shipper's last
+// words, when the shipper has exited.
+func waitShipper(ctx context.Context, p *runningShipper, what string, limit time.Duration, cond func() bool) error {
+	var gone bool
+	err := waitFor(ctx, what, limit, func() bool {
+		gone = p.exited()
+		return gone || cond()
+	})
+	if err == nil && gone && !cond() {
+		err = fmt.Errorf("the shipper exited (%v) before %s:\n%s", p.cmd.ProcessState, what, p.tail())
+	}
+	return err
+}
+
+// lineSize is the length of every numbered line, newline included.
+const lineSize = 256
+
+// appendLine appends "file=<file> seq=<seq> xxx...\n", lineSize bytes.
+func appendLine(b []byte, file, seq int) []byte {
+	start := len(b)
+	b = append(b, "file="...)
+	b = strconv.AppendInt(b, int64(file), 10)
+	b = append(b, " seq="...)
+	b = strconv.AppendInt(b, int64(seq), 10)
+	b = append(b, ' ')
+	for len(b)-start < lineSize-1 {
+		b = append(b, 'x')
+	}
+	return append(b, '\n')
+}
+
+// lineCounter reads the topic and counts how often each numbered line
+// arrived. A message is matched by its "file=<i> seq=<n>" anywhere in it,
+// so it works on the raw line (rsyslog) and on a JSON record (outboxd).
+type lineCounter struct {
+	cl     *kgo.Client
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu       sync.Mutex
+	counts   [][]uint8 // [file][seq]: arrivals, saturating at 255
+	distinct int
+	extra    int // arrivals after the first
+	other    int // messages without a line number: the probe, or a torn line
+	probe    bool
+	last     time.Time // of the last first arrival
+}
+
+func newLineCounter(broker *kfake.Cluster, topic string) (*lineCounter, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(broker.ListenAddrs()...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(50*time.Millisecond))
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &lineCounter{cl: cl, cancel: cancel, done: make(chan struct{})}
+	// Owned by c: close cancels it and waits.
+	go func() {
+		defer close(c.done)
+		for ctx.Err() == nil {
+			fetches := cl.PollFetches(ctx)
+			now := time.Now()
+			fetches.EachRecord(func(r *kgo.Record) { c.add(r.Value, now) })
+		}
+	}()
+	return c, nil
+}
+
+func (c *lineCounter) close() { c.cancel(); <-c.done; c.cl.Close() }
+
+var (
+	fileTag  = []byte("file=")
+	seqTag   = []byte(" seq=")
+	probeTag = []byte("probe-ready")
+)
+
+func (c *lineCounter) add(v []byte, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	file, seq, ok := parseLine(v)
+	if !ok {
+		c.other++
+		if bytes.Contains(v, probeTag) {
+			c.probe = true
+		}
+		return
+	}
+	for file >= len(c.counts) {
+		c.counts = append(c.counts, nil)
+	}
+	n := c.counts[file]
+	if seq >= len(n) {
+		n = append(n, make([]uint8, seq+1-len(n)+len(n)/2)...)
+		c.counts[file] = n
+	}
+	switch n[seq] {
+	case 0:
+		c.distinct++
+		c.last = now
+	default:
+		c.extra++
+	}
+	if n[seq] < 255 {
+		n[seq]++
+	}
+}
+
+// parseLine finds "file=<i> seq=<n>" in a message.
+func parseLine(v []byte) (file, seq int, ok bool) {
+	i := bytes.Index(v, fileTag)
+	if i < 0 {
+		return 0, 0, false
+	}
+	file, rest, ok := leadingInt(v[i+len(fileTag):])
+	if !ok || !bytes.HasPrefix(rest, seqTag) {
+		return 0, 0, false
+	}
+	seq, _, ok = leadingInt(rest[len(seqTag):])
+	return file, seq, ok
+}
+
+// arrived is how many distinct lines and how many arrivals in all.
+func (c *lineCounter) arrived() (distinct, all int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.distinct, c.distinct + c.extra
+}
+
+func (c *lineCounter) sawProbe() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.probe
+}
+
+func (c *lineCounter) lastAt() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.last
+}
+
+// tally counts, against what was written to each file, the lines that
+// never arrived (inside a copytruncate window, or outside and of those how
+// many were in a file rotated away while the shipper was down), the lines
+// that arrived more than once and the extra copies.
+func (c *lineCounter) tally(written []fileLog) crashCounts {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var r crashCounts
+	for file, w := range written {
+		var got []uint8
+		if file < len(c.counts) {
+			got = c.counts[file]
+		}
+		inWindow := make(map[int]bool, len(w.window))
+		for _, s := range w.window {
+			inWindow[s] = true
+		}
+		r.written += w.n
+		r.window += len(w.window)
+		for seq := range w.n {
+			k := 0
+			if seq < len(got) {
+				k = int(got[seq])
+			}
+			switch {
+			case k == 0 && inWindow[seq]:
+				r.lostWindow++
+			case k == 0:
+				r.lostOutside++
+				if slices.ContainsFunc(w.downSpans, func(sp [2]int) bool { return sp[0] <= seq && seq < sp[1] }) {
+					r.lostRotatedDown++
+				}
+			case k > 1:
+				r.dupLines++
+				r.dupExtra += k - 1
+			}
+		}
+		for seq := w.n; seq < len(got); seq++ {
+			if got[seq] > 0 {
+				r.unknown++ // a line this run never wrote: the count is wrong
+			}
+		}
+	}
+	for file := len(written); file < len(c.counts); file++ {
+		for _, k := range c.counts[file] {
+			if k > 0 {
+				r.unknown++
+			}
+		}
+	}
+	r.other = c.other
+	return r
+}
+
+// crashCounts is what a crash run found at Kafka.
+type crashCounts struct {
+	written, window         int
+	lostWindow, lostOutside int
+	lostRotatedDown         int // of lostOutside
+	dupLines, dupExtra      int
+	unknown, other          int
+}
+
+type throughput struct {
+	files     int
+	lines     int
+	writeRate float64 // lines/s appended by the writer
+	rate      float64 // lines/s delivered, first line written to last consumed
+	cpuPerM   float64 // shipper CPU seconds per million lines
+	peakRSS   int64   // kB
+	dupExtra  int
+	err       error
+}
+
+type crashResult struct {
+	counts    crashCounts
+	kills     int
+	selfExits int    // exits the run did not cause, each restarted
+	firstExit string // the first one's status and the shipper's last words
+	rotations [2]int // rename+create, copytruncate
+	drainedIn time.Duration
+	err       error
+}
+
+type filesResult struct {
+	name, note string
+	one, many  throughput
+	crash      crashResult
+}
+
+// newBroker starts a one-broker kfake cluster with topic.
+func newBroker(topic string) (*kfake.Cluster, error) {
+	return kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic),
+		// See runShipper: a smaller segment keeps kfake's CPU down.
+		kfake.BrokerConfigs(map[string]string{"log.segment.bytes": strconv.Itoa(8 << 20)}))
+}
+
+// fileRun is one shipper tailing a fresh log directory into a fresh
+// broker, read by a line counter.
+type fileRun struct {
+	s           fileShipper
+	dir, logDir string
+	broker      *kfake.Cluster
+	lc          *lineCounter
+	p           *runningShipper // the latest process: restart replaces it
+}
+
+// newFileRun starts the shipper on an empty dir/logs, writes one probe line
+// and waits until it is at Kafka: the shipper is tailing.
+func newFileRun(ctx context.Context, s fileShipper, dir string) (*fileRun, error) {
+	r := &fileRun{s: s, dir: dir, logDir: filepath.Join(dir, "logs")}
+	for _, d := range []string{dir, r.logDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	var err error
+	if r.broker, err = newBroker("bench"); err != nil {
+		return nil, err
+	}
+	if r.lc, err = newLineCounter(r.broker, "bench"); err != nil {
+		r.broker.Close()
+		return nil, err
+	}
+	if err = r.restart(); err == nil {
+		err = os.WriteFile(filepath.Join(r.logDir, "probe.log"), []byte("probe-ready\n"), 0o644)
+	}
+	if err == nil {
+		err = waitShipper(ctx, r.p, "the probe line at Kafka", 60*time.Second, r.lc.sawProbe)
+	}
+	if err != nil {
+		r.close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// restart starts the shipper (again) on its directory.
+func (r *fileRun) restart() error {
+	p, err := startFileShipper(r.s, r.dir, r.logDir, r.broker.ListenAddrs()[0], "bench")
+	if err != nil {
+		return err
+	}
+	r.p = p
+	return nil
+}
+
+// close stops the shipper, then the counter, then the broker.
+func (r *fileRun) close() {
+	if r.p != nil {
+		r.p.stop()
+	}
+	r.lc.close()
+	r.broker.Close()
+}
+
+// filesThroughput writes lines numbered lines, spread over files files,
+// flat out, and measures how fast they reach Kafka.
+func filesThroughput(ctx context.Context, s fileShipper, dir string, lines, files int) throughput {
+	res := throughput{files: files, lines: lines}
+	r, err := newFileRun(ctx, s, dir)
+	if err != nil {
+		res.err = err
+		return res
+	}
+	defer r.close()
+	p, lc := r.p, r.lc
+
+	ticks0, _ := cpuTicks(p.pid())
+	start := time.Now()
+	err = writeFlatOut(r.logDir, lines, files)
+	res.writeRate = float64(lines) / time.Since(start).Seconds()
+	if err == nil {
+		err = waitShipper(ctx, p, "every line at Kafka", 10*time.Minute, func() bool {
+			d, _ := lc.arrived()
+			return d >= lines
+		})
+	}
+	res.err = err
+	ticks1, _ := cpuTicks(p.pid())
+	res.peakRSS, _ = procStatus(p.pid(), "VmHWM")
+	distinct, all := lc.arrived()
+	res.dupExtra = all - distinct
+	if distinct > 0 {
+		res.rate = float64(distinct) / lc.lastAt().Sub(start).Seconds()
+	}
+	res.cpuPerM = float64(ticks1-ticks0) / 100 / float64(lines) * 1e6
+	return res
+}
+
+// writeFlatOut appends lines numbered lines to logDir/f<i>.log, i < files,
+// every file by its own writer at once, as fast as they can.
+func writeFlatOut(logDir string, lines, files int) error {
+	var wg sync.WaitGroup
+	errs := make([]error, files)
+	for i := range files {
+		n := lines / files
+		if i < lines%files {
+			n++
+		}
+		wg.Go(func() {
+			f, err := os.OpenFile(filepath.Join(logDir, fmt.Sprintf("f%d.log", i)), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			w := bufio.NewWriterSize(f, 64<<10)
+			var line []byte
+			for seq := range n {
+				line = appendLine(line[:0], i, seq)
+				w.Write(line)
+			}
+			errs[i] = errors.Join(w.Flush(), f.Close())
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// copyWindow is how long a copytruncate rotation leaves between the copy
+// and the truncate; lines written then are in neither file.
+const copyWindow = 20 * time.Millisecond
+
+// crashFile is one log file of the crash run. mu is held by every write and
+// by the rotations, so the lines written between a copytruncate's copy and
+// its truncate are known.
+type crashFile struct {
+	path      string
+	mu        sync.Mutex
+	f         *os.File
+	seq       int   // the next line's number
+	open      bool  // inside a copytruncate window
+	window    []int // seqs written inside copytruncate windows
+	genStart  int   // the first seq of the file as it is now
+	downSpans [][2]int
+	rotations int
+	buf       []byte
+}
+
+// fileLog is what was written to one file of the crash run: lines 0..n-1;
+// window: the seqs written inside copytruncate windows, in neither file;
+// downSpans: the seqs, [from, to), of the files rotated away while the
+// shipper was down.
+type fileLog struct {
+	n         int
+	window    []int
+	downSpans [][2]int
+}
+
+func openCrashFile(logDir string, i int) (*crashFile, error) {
+	path := filepath.Join(logDir, fmt.Sprintf("app%d.log", i))
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	return &crashFile{path: path, f: f}, nil
+}
+
+// write appends n numbered lines in one write, as an application's logger
+// flushes a buffer.
+func (c *crashFile) write(file, n int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.buf = c.buf[:0]
+	for range n {
+		c.buf = appendLine(c.buf, file, c.seq)
+		if c.open {
+			c.window = append(c.window, c.seq)
+		}
+		c.seq++
+	}
+	_, err := c.f.Write(c.buf)
+	return err
+}
+
+// renameRotate renames the file to <path>.<k> and creates it anew, as
+// logrotate's default does. down: the shipper is down.
+func (c *crashFile) renameRotate(down bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rotations++
+	if down {
+		c.downSpans = append(c.downSpans, [2]int{c.genStart, c.seq})
+	}
+	c.genStart = c.seq
+	if err := os.Rename(c.path, fmt.Sprintf("%s.%d", c.path, c.rotations)); err != nil {
+		return fmt.Errorf("rotate %s: %w", c.path, err)
+	}
+	f, err := os.OpenFile(c.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("rotate %s: %w", c.path, err)
+	}
+	c.f.Close()
+	c.f = f
+	return nil
+}
+
+// copyTruncate copies the file to <path>.<k> and truncates it copyWindow
+// later, as logrotate's copytruncate does; the writer goes on meanwhile.
+// down: the shipper is down.
+func (c *crashFile) copyTruncate(down bool) error {
+	c.mu.Lock()
+	c.rotations++
+	if down {
+		c.downSpans = append(c.downSpans, [2]int{c.genStart, c.seq})
+	}
+	err := copyFile(c.path, fmt.Sprintf("%s.%d", c.path, c.rotations))
+	c.open = err == nil
+	c.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("copytruncate %s: %w", c.path, err)
+	}
+	time.Sleep(copyWindow)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.open = false
+	c.genStart = c.seq
+	if err := c.f.Truncate(0); err != nil {
+		return fmt.Errorf("copytruncate %s: %w", c.path, err)
+	}
+	return nil
+}
+
+func (c *crashFile) close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.f.Close()
+}
+
+func (c *crashFile) written() fileLog {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return fileLog{c.seq, slices.Clone(c.window), slices.Clone(c.downSpans)}
+}
+
+func copyFile(from, to string) error {
+	src, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(dst, src)
+	return errors.Join(err, dst.Close())
+}
+
+// filesCrash writes numbered lines at a steady rate to a few files, rotates
+// them, kills the shipper f.kills times and restarts it, then lets it drain
+// and counts what arrived.
+func filesCrash(ctx context.Context, s fileShipper, dir string, f filesFlags) crashResult {
+	var res crashResult
+	r, err := newFileRun(ctx, s, dir)
+	if err != nil {
+		res.err = err
+		return res
+	}
+	defer r.close()
+
+	files := make([]*crashFile, f.crashFiles)
+	for i := range files {
+		if files[i], err = openCrashFile(r.logDir, i); err != nil {
+			res.err = err
+			return res
+		}
+		defer files[i].close()
+	}
+
+	// The writers and the rotator run until stopWriting; this goroutine
+	// kills and restarts the shipper meanwhile, then waits for them.
+	wctx, stopWriting := context.WithCancel(ctx)
+	defer stopWriting()
+	var wg sync.WaitGroup
+	var werrMu sync.Mutex
+	var werr error
+	fail := func(err error) {
+		werrMu.Lock()
+		defer werrMu.Unlock()
+		werr = errors.Join(werr, err)
+	}
+	var down atomic.Bool // the shipper is down: between a kill or an exit and the restart
+	perFile := f.crashRate / float64(len(files))
+	const burst = 10 // lines a write: a timer a line cannot keep up
+	for i, cf := range files {
+		wg.Go(func() {
+			t := time.NewTicker(time.Duration(float64(time.Second) * burst / perFile))
+			defer t.Stop()
+			for {
+				select {
+				case <-wctx.Done():
+					return
+				case <-t.C:
+					if err := cf.write(i, burst); err != nil {
+						fail(err)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		t := time.NewTicker(f.rotateEvery)
+		defer t.Stop()
+		for k := 0; ; k++ {
+			select {
+			case <-wctx.Done():
+				return
+			case <-t.C:
+			}
+			cf := files[k%len(files)]
+			var err error
+			if k%2 == 0 {
+				err = cf.renameRotate(down.Load())
+				res.rotations[0]++
+			} else {
+				err = cf.copyTruncate(down.Load())
+				res.rotations[1]++
+			}
+			if err != nil {
+				fail(err)
+				return
+			}
+		}
+	})
+
+	// A shipper that exits on its own is restarted a second later, as
+	// systemd's Restart=always would; each such exit is counted and the
+	// first one's last words kept. After 20 the run gives up.
+	supervise := func() error {
+		if !r.p.exited() {
+			return nil
+		}
+		res.selfExits++
+		if res.firstExit == "" {
+			res.firstExit = fmt.Sprintf("%v:\n%s", r.p.cmd.ProcessState, r.p.tail())
+		}
+		if res.selfExits > 20 {
+			return fmt.Errorf("the shipper exited on its own %d times; the first: %s", res.selfExits, res.firstExit)
+		}
+		down.Store(true)
+		defer down.Store(false)
+		time.Sleep(time.Second)
+		return r.restart()
+	}
+	// sleepUntil waits until t, supervising.
+	sleepUntil := func(t time.Time) error {
+		for time.Now().Before(t) {
+			if err := supervise(); err != nil {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(min(100*time.Millisecond, time.Until(t))):
+			}
+		}
+		return supervise()
+	}
+
+	// Kills at even intervals, jittered, so they fall at every point of
+	// the writers' and the rotator's cycles; each restart follows after a
+	// short, random time down.
+	rng := rand.New(rand.NewPCG(1, 2))
+	interval := f.crashFor / time.Duration(f.kills+1)
+	begin := time.Now()
+	for k := range f.kills {
+		at := begin.Add(interval*time.Duration(k+1) + time.Duration((rng.Float64()-0.5)*float64(interval)/2))
+		if res.err = sleepUntil(at); res.err != nil {
+			break
+		}
+		down.Store(true)
+		r.p.kill()
+		res.kills++
+		time.Sleep(time.Duration(100+rng.IntN(900)) * time.Millisecond)
+		res.err = r.restart()
+		down.Store(false)
+		if res.err != nil {
+			break // p is the killed process: the deferred stop is a no-op
+		}
+	}
+	if res.err == nil {
+		res.err = sleepUntil(begin.Add(f.crashFor))
+	}
+	stopWriting()
+	wg.Wait()
+	if werr != nil {
+		res.err = errors.Join(res.err, fmt.Errorf("writer: %w", werr))
+	}
+
+	written := make([]fileLog, len(files))
+	total := 0
+	for i, cf := range files {
+		written[i] = cf.written()
+		total += written[i].n
+	}
+	// Drained: every line arrived, or nothing new for f.drainQuiet.
+	drainStart := time.Now()
+	lastChange, lastAll := time.Now(), -1
+	drained := func() bool {
+		d, all := r.lc.arrived()
+		if all != lastAll {
+			lastAll, lastChange = all, time.Now()
+		}
+		return d >= total || time.Since(lastChange) >= f.drainQuiet
+	}
+	for res.err == nil && !drained() {
+		if time.Since(drainStart) > 10*time.Minute {
+			res.err = errors.New("not drained after 10 minutes")
+		} else {
+			res.err = sleepUntil(time.Now().Add(50 * time.Millisecond))
+		}
+	}
+	res.drainedIn = time.Since(drainStart)
+	res.counts = r.lc.tally(written)
+	return res
+}
+
+func printFilesComparison(w io.Writer, rs []filesResult, f filesFlags) {
+	fmt.Fprintf(w, "log files -> Kafka (kfake), one machine. Throughput: %d lines of %d bytes appended flat out to 1 file", f.lines, lineSize)
+	if f.manyFiles > 0 {
+		fmt.Fprintf(w, ", then spread over %d files written at once", f.manyFiles)
+	}
+	fmt.Fprintf(w, "; lines/s from the first line written to the last consumed. Crash: %d files at %.0f lines/s for %s, "+
+		"one rotated every %s (rename+create and copytruncate in turn), the shipper SIGKILLed %d times and restarted, then drained.\n\n",
+		f.crashFiles, f.crashRate, f.crashFor, f.rotateEvery, f.kills)
+	fmt.Fprintln(w, "| shipper | lines/s, 1 file | lines/s, many files | CPU s per 1M lines | peak RSS | crash: written | lost outside copytruncate window (in files rotated away while down) | lost in window (of lines in windows) | duplicated lines (extra copies) | kills | setup |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	for _, r := range rs {
+		c := r.crash.counts
+		many, cpu, rss := "-", fmt.Sprintf("%.1f", r.one.cpuPerM), mib(r.one.peakRSS)
+		if r.many.files > 0 {
+			many = fmt.Sprintf("%.0f", r.many.rate)
+			cpu += fmt.Sprintf(" / %.1f", r.many.cpuPerM)
+			rss += " / " + mib(r.many.peakRSS)
+		}
+		kills := strconv.Itoa(r.crash.kills)
+		if r.crash.selfExits > 0 {
+			kills += fmt.Sprintf(" + %d exits on its own", r.crash.selfExits)
+		}
+		fmt.Fprintf(w, "| %s | %.0f | %s | %s | %s | %d | %d (%d) | %d (of %d) | %d (%d) | %s | %s |\n",
+			r.name, r.one.rate, many, cpu, rss, c.written, c.lostOutside, c.lostRotatedDown, c.lostWindow, c.window, c.dupLines, c.dupExtra, kills, r.note)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "CPU and RSS: 1 file / many files. Lost: written and never at Kafka. Lines written between a copytruncate's copy and its truncate are in neither file; they are lost by design unless the shipper read them in time, and are counted apart. Lost outside the window includes, in brackets, the lines of a file rotated away while the shipper was down (between a kill and its restart): the part the shipper had not read is in a file that no longer matches the glob, or in the copy. A shipper that exits on its own is restarted a second later, as systemd's Restart=always would. Duplicated: arrived more than once, from re-reading after a restart and from at-least-once forwarding to Kafka (a batch sent but not yet acknowledged when killed is sent again); the run does not tell the two apart.")
+	for _, r := range rs {
+		for _, e := range []struct {
+			what string
+			err  error
+		}{{"1 file", r.one.err}, {"many files", r.many.err}, {"crash", r.crash.err}} {
+			if e.err != nil {
+				fmt.Fprintf(w, "\n%s, %s: error: %v\n", r.name, e.what, e.err)
+			}
+		}
+		if r.crash.selfExits > 0 {
+			fmt.Fprintf(w, "\n%s exited on its own %d times in the crash run; the first: %s\n", r.name, r.crash.selfExits, r.crash.firstExit)
+		}
+		if r.one.dupExtra+r.many.dupExtra > 0 {
+			fmt.Fprintf(w, "\n%s: %d duplicates in the throughput runs\n", r.name, r.one.dupExtra+r.many.dupExtra)
+		}
+		if c := r.crash.counts; c.unknown > 0 || c.other > 1 {
+			fmt.Fprintf(w, "\n%s: %d lines at Kafka that were never written, %d messages without a line number (torn lines; the probe is one)\n", r.name, c.unknown, c.other)
+		}
+	}
+}
