@@ -44,6 +44,7 @@ type Config struct {
 type Ingest struct {
 	HTTP   *HTTPIngest    `koanf:"http"`
 	Syslog []SyslogIngest `koanf:"syslog"`
+	Files  []FileInput    `koanf:"files"`
 	// MemoryBudget is the memory every endpoint together may hold in
 	// records read but not yet stored; 0 takes the default (8 MiB).
 	MemoryBudget Size `koanf:"memory_budget"`
@@ -314,5 +315,8 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Log.Format == "" {
 		c.Log.Format = "text"
+	}
+	for i := range c.Ingest.Files {
+		c.Ingest.Files[i].applyDefaults()
 	}
 }

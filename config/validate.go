@@ -12,6 +12,9 @@ import (
 	"strings"
 )
 
+// Sources are the names routes give inputs (a record's "source").
+var Sources = []string{"http", "syslog", "file"}
+
 var sinkNameRE = regexp.MustCompile(`^[A-Za-z0-9_]{1,58}$`)
 
 // maxInt is the largest int of the platform. The record, message and batch
@@ -89,8 +92,8 @@ func (c *Config) Validate() []error {
 			}
 		}
 		for _, src := range r.Sources {
-			if src != "http" && src != "syslog" {
-				add(problem(path+".sources", "%q: want http or syslog", src))
+			if !slices.Contains(Sources, src) {
+				add(problem(path+".sources", "%q: want one of %s", src, strings.Join(Sources, ", ")))
 			}
 		}
 	}
@@ -112,6 +115,9 @@ func (c *Config) Warnings() []error {
 		if !c.routed(in) {
 			warns = append(warns, problem("ingest."+in, "no route takes records from %s: they would be refused", in))
 		}
+	}
+	if len(c.Ingest.Files) > 0 && !c.routed("file") {
+		warns = append(warns, problem("ingest.files", "no route takes records from file: the files are not read until one does"))
 	}
 	// Files in data_dir are 0600; their names, and a file an operator
 	// copies there, are not.
@@ -184,6 +190,9 @@ const minMemoryBudget = 1 << 20
 func (in Ingest) validate(add func(error)) {
 	if in.MemoryBudget != 0 && in.MemoryBudget < minMemoryBudget {
 		add(problem("ingest.memory_budget", "%d bytes: at least 1MiB", in.MemoryBudget))
+	}
+	for i, f := range in.Files {
+		f.validate(fmt.Sprintf("ingest.files[%d]", i), add)
 	}
 }
 

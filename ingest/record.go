@@ -34,6 +34,12 @@ var errNotObject = errors.New("a record must be a JSON object")
 // source added where missing. The record's own bytes are kept as they are:
 // the fields are appended before the closing brace, nothing is re-encoded.
 func completeObject(raw []byte, st stamp) ([]byte, error) {
+	return completeObjectWith(raw, st, nil)
+}
+
+// completeObjectWith is completeObject that also adds extra fields where
+// the object does not have them.
+func completeObjectWith(raw []byte, st stamp, extra []Field) ([]byte, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || raw[0] != '{' {
 		return nil, errNotObject
@@ -43,10 +49,14 @@ func completeObject(raw []byte, st stamp) ([]byte, error) {
 		err := json.Unmarshal(raw, &v) // only to say what is wrong
 		return nil, fmt.Errorf("invalid JSON: %w", err)
 	}
-	has := topLevelKeys(raw)
+	has := topLevelKeys(raw, extra)
 	// Exactly the room the added fields can take: the budget is charged the
 	// capacity.
-	out := make([]byte, 0, len(raw)+len(`,"ts":,"received_at":,"host":,"source":}`)+2*len(st.tsJSON)+len(st.hostJSON)+len(st.sourceJSON))
+	room := len(raw) + len(`,"ts":,"received_at":,"host":,"source":}`) + 2*len(st.tsJSON) + len(st.hostJSON) + len(st.sourceJSON)
+	for _, f := range extra {
+		room += len(f.Key) + len(f.JSON) + 4
+	}
+	out := make([]byte, 0, room)
 	out = append(out, raw[:len(raw)-1]...)
 	empty := len(bytes.TrimSpace(raw[1:len(raw)-1])) == 0
 	add := func(key string, value []byte) {
@@ -66,12 +76,16 @@ func completeObject(raw []byte, st stamp) ([]byte, error) {
 	add("received_at", st.tsJSON)
 	add("host", st.hostJSON)
 	add("source", st.sourceJSON)
+	for _, f := range extra {
+		add(f.Key, f.JSON)
+	}
 	return append(out, '}'), nil
 }
 
-// topLevelKeys finds which of the keys outboxd adds the object already has.
-// raw must be a valid JSON object.
-func topLevelKeys(raw []byte) map[string]bool {
+// topLevelKeys finds which of the keys outboxd adds (the four of every
+// record, and extra's) the object already has. raw must be a valid JSON
+// object. Keys are compared as written: an escaped key is not recognised.
+func topLevelKeys(raw []byte, extra []Field) map[string]bool {
 	has := map[string]bool{}
 	depth := 0
 	expectKey := false
@@ -96,6 +110,12 @@ func topLevelKeys(raw []byte) map[string]bool {
 				switch k := string(raw[i+1 : end]); k {
 				case "ts", "received_at", "host", "source":
 					has[k] = true
+				default:
+					for _, f := range extra {
+						if f.Key == k {
+							has[k] = true
+						}
+					}
 				}
 				expectKey = false
 			}
@@ -105,6 +125,19 @@ func topLevelKeys(raw []byte) map[string]bool {
 	return has
 }
 
+// appendHead appends the start of a record: {"ts":ts,"received_at":...,
+// "host":...,"source":... (no closing brace).
+func (st stamp) appendHead(b, ts []byte) []byte {
+	b = append(b, `{"ts":`...)
+	b = append(b, ts...)
+	b = append(b, `,"received_at":`...)
+	b = append(b, st.tsJSON...)
+	b = append(b, `,"host":`...)
+	b = append(b, st.hostJSON...)
+	b = append(b, `,"source":`...)
+	return append(b, st.sourceJSON...)
+}
+
 // textRecord is the envelope of one line of text/plain; cut marks a line
 // that was cut to fit the record limit. It is built by hand, byte for byte
 // what encoding/json makes of the same struct (a test holds them equal):
@@ -112,14 +145,7 @@ func topLevelKeys(raw []byte) map[string]bool {
 // would keep megabytes there outside the ingest budget.
 func textRecord(line []byte, cut bool, st stamp) []byte {
 	b := make([]byte, 0, 96+2*len(st.tsJSON)+len(st.hostJSON)+len(st.sourceJSON)+len(line)+len(line)/8)
-	b = append(b, `{"ts":`...)
-	b = append(b, st.tsJSON...)
-	b = append(b, `,"received_at":`...)
-	b = append(b, st.tsJSON...)
-	b = append(b, `,"host":`...)
-	b = append(b, st.hostJSON...)
-	b = append(b, `,"source":`...)
-	b = append(b, st.sourceJSON...)
+	b = st.appendHead(b, st.tsJSON)
 	b = append(b, `,"message":`...)
 	b = appendJSONString(b, unsafe.String(unsafe.SliceData(line), len(line))) // only read
 	if cut {

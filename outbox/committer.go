@@ -30,7 +30,8 @@ type writeOp struct {
 	exec   func(t *txn) (deleted int64, err error)
 	clears bool // exec removes every row of ts: leases handed out before are void
 	// group holds inserts into several tables that commit together or not
-	// at all (SendBatches); the group op itself has no ts.
+	// at all (SendBatches); the group op itself has no ts, and its exec
+	// (SendMarked) runs after them.
 	group []*writeOp
 	done  chan error
 
@@ -479,6 +480,11 @@ func (t *txn) apply(batch []*writeOp) error {
 			}
 			for _, g := range op.group {
 				if err := t.applyPart(g); err != nil {
+					return err
+				}
+			}
+			if op.exec != nil { // SendMarked's marks
+				if _, err := op.exec(t); err != nil {
 					return err
 				}
 			}

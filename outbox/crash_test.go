@@ -108,6 +108,8 @@ func runChild(role, path string) int {
 			})
 		}
 		wg.Wait()
+	case "marked":
+		return runMarkedChild(ctx, q, say)
 	case "consume":
 		// Two leases are out at any time: the kill always catches records
 		// that are claimed and not acked.

@@ -94,7 +94,7 @@ func (in *Inspector) Close() error {
 
 // Tables lists the queue tables of the file, by name.
 func (in *Inspector) Tables(ctx context.Context) ([]string, error) {
-	rows, err := in.db.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\_%' ESCAPE '\' ORDER BY name`)
+	rows, err := in.db.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\_%' ESCAPE '\' AND name <> ? ORDER BY name`, marksTable)
 	if err != nil {
 		return nil, dbError("list the tables of", in.path, err)
 	}

@@ -78,8 +78,8 @@ type Queue[T any] struct {
 var tableNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
 
 func checkTableName(table string) error {
-	if !tableNameRE.MatchString(table) || strings.HasPrefix(strings.ToLower(table), "sqlite_") {
-		return fmt.Errorf("%w: %q (want 1-64 characters of [A-Za-z0-9_], not starting with a digit or sqlite_)", ErrInvalidTableName, table)
+	if !tableNameRE.MatchString(table) || strings.HasPrefix(strings.ToLower(table), "sqlite_") || strings.EqualFold(table, marksTable) {
+		return fmt.Errorf("%w: %q (want 1-64 characters of [A-Za-z0-9_], not starting with a digit or sqlite_, and not %s)", ErrInvalidTableName, table, marksTable)
 	}
 	return nil
 }
@@ -227,6 +227,12 @@ func SendTargets[T any](ctx context.Context, targets []Target[T]) error {
 	if len(targets) == 0 {
 		return nil
 	}
+	return sendTargets(ctx, targets, nil)
+}
+
+// sendTargets is SendTargets; exec, when not nil, runs in the same
+// transaction (SendMarked), even when every target left its records out.
+func sendTargets[T any](ctx context.Context, targets []Target[T], exec func(*txn) (int64, error)) error {
 	st := targets[0].Queue.store
 	var parts []*writeOp
 	var from []int // parts[i] belongs to targets[from[i]]
@@ -258,11 +264,11 @@ func SendTargets[T any](ctx context.Context, targets []Target[T]) error {
 			from = append(from, i)
 		}
 	}
-	if len(parts) == 0 {
+	if len(parts) == 0 && exec == nil {
 		return nil
 	}
 	group := newWriteOp(nil)
-	group.group = parts
+	group.group, group.exec = parts, exec
 	if err := st.commit.submit(ctx, group); err != nil {
 		undo()
 		return err

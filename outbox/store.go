@@ -30,9 +30,10 @@ type store struct {
 	commit     *committer
 	reader     rowReader // nil: claims read through database/sql
 
-	mu     sync.Mutex
-	refs   int
-	tables map[string]*tableState
+	mu       sync.Mutex
+	refs     int
+	tables   map[string]*tableState
+	hasMarks bool // the marks table exists (marks.go)
 }
 
 // stores maps an absolute file path to its open store.

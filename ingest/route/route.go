@@ -80,9 +80,17 @@ func (r *Router) Install(routes []config.Route, sinks []Sink) {
 // does. If a reload closes a queue it was waiting on, the records are routed
 // again by the new table: the old write stored nothing.
 func (r *Router) Append(ctx context.Context, source string, records [][]byte) error {
+	return r.AppendMarked(ctx, source, records, nil)
+}
+
+// AppendMarked is Append that also stores marks (an input's read position)
+// in the same transaction as the records: both are committed, or neither.
+// The marks are stored even when a drop policy left every record out, and
+// when records is empty.
+func (r *Router) AppendMarked(ctx context.Context, source string, records [][]byte, marks []outbox.Mark) error {
 	for {
 		t := r.table.Load()
-		err := r.appendBy(ctx, t, source, records)
+		err := r.appendBy(ctx, t, source, records, marks)
 		if errors.Is(err, outbox.ErrClosed) && r.table.Load() != t {
 			continue
 		}
@@ -90,7 +98,7 @@ func (r *Router) Append(ctx context.Context, source string, records [][]byte) er
 	}
 }
 
-func (r *Router) appendBy(ctx context.Context, t *table, source string, records [][]byte) error {
+func (r *Router) appendBy(ctx context.Context, t *table, source string, records [][]byte, marks []outbox.Mark) error {
 	names := t.sinksFor(source)
 	if len(names) == 0 {
 		// Inputs refuse such records at once: retrying cannot help until
@@ -102,7 +110,7 @@ func (r *Router) appendBy(ctx context.Context, t *table, source string, records 
 		s := t.sinks[name]
 		targets[i] = outbox.Target[[]byte]{Queue: s.Queue, Items: records, WhenFull: s.WhenFull}
 	}
-	if err := outbox.SendTargets(ctx, targets); err != nil {
+	if err := outbox.SendMarked(ctx, targets, marks); err != nil {
 		return err
 	}
 	for i, tg := range targets {
@@ -126,6 +134,22 @@ func (t *table) sinksFor(source string) []string {
 		}
 	}
 	return nil
+}
+
+// Marks reads the stored marks whose keys start with prefix. Every sink's
+// queue is on the one outbox file, which holds them.
+func (r *Router) Marks(ctx context.Context, prefix string) (map[string][]byte, error) {
+	for {
+		t := r.table.Load()
+		if t == nil || len(t.all) == 0 {
+			return nil, errors.New("route: no sink, so no outbox to read marks from")
+		}
+		marks, err := t.sinks[t.all[0]].Queue.Marks(ctx, prefix)
+		if errors.Is(err, outbox.ErrClosed) && r.table.Load() != t {
+			continue
+		}
+		return marks, err
+	}
 }
 
 // Takes reports whether some route takes records from source.

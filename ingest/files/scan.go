@@ -1,0 +1,271 @@
+package files
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/bmatcuk/doublestar/v4"
+)
+
+// found is a path that some entry's globs match.
+type found struct {
+	path string
+	in   *input
+	info os.FileInfo
+	id   fileID
+}
+
+// expand lists the regular files the entries' globs match and their
+// excludes do not, each file once (the first entry and path that name it
+// win: a file two entries match is read once).
+func (t *Tailer) expand() []found {
+	var out []found
+	seen := map[fileID]bool{}
+	for _, in := range t.inputs {
+		for _, pattern := range in.conf.Paths {
+			base, _ := doublestar.SplitPattern(pattern)
+			t.watch.add(base)
+			paths, _ := doublestar.FilepathGlob(pattern, doublestar.WithFilesOnly(), doublestar.WithNoFollow())
+			for _, p := range paths {
+				if excluded(in.conf.Exclude, p) {
+					continue
+				}
+				info, err := os.Stat(p) // a symlink is read as the file it points to
+				if err != nil || !info.Mode().IsRegular() {
+					continue
+				}
+				id := idOf(info)
+				if seen[id] {
+					continue
+				}
+				seen[id] = true
+				t.watch.add(filepath.Dir(p))
+				out = append(out, found{path: p, in: in, info: info, id: id})
+			}
+		}
+	}
+	return out
+}
+
+// excluded: a glob with a / matches the whole path, one without matches
+// the base name ("*.gz").
+func excluded(globs []string, path string) bool {
+	for _, g := range globs {
+		var ok bool
+		if strings.Contains(g, "/") {
+			ok, _ = doublestar.PathMatch(g, path)
+		} else {
+			ok, _ = doublestar.Match(g, filepath.Base(path))
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+// scan expands the globs and brings the tracked files up to date: a file
+// still found (perhaps under another name) goes on; a new one is opened; a
+// tracked one no longer found left the globs (renamed away or deleted) and
+// is read to its end. first: this is the first scan of the first start.
+func (t *Tailer) scan(now time.Time, first bool) (seen map[fileID]bool) {
+	list := t.expand()
+	seen = make(map[fileID]bool, len(list))
+	for _, m := range list {
+		seen[m.id] = true
+		if tr := t.files[m.id]; tr != nil {
+			t.stillThere(tr, m)
+			continue
+		}
+		if cw := t.copies[m.id]; cw != nil {
+			cw.path = m.path
+			t.resolveCopy(now, m, cw)
+			continue
+		}
+		t.discover(now, m, first, nil)
+	}
+	for id, tr := range t.files {
+		if tr.busy {
+			continue // its worker owns it; the next scan sees it
+		}
+		if !seen[id] && tr.inGlob {
+			tr.inGlob = false
+			if t.byPath[tr.path] == tr {
+				delete(t.byPath, tr.path)
+			}
+			tr.path = currentPath(tr.f, tr.path)
+		}
+		if !tr.inGlob || tr.heldAt != (time.Time{}) {
+			t.enqueue(tr)
+		}
+	}
+	for id := range t.copies {
+		if !seen[id] {
+			delete(t.copies, id)
+		}
+	}
+	t.scanned = true
+	return seen
+}
+
+// stillThere updates a tracked file that a scan found again.
+func (t *Tailer) stillThere(tr *tracked, m found) {
+	if tr.busy {
+		return // its worker owns it; the next scan sees it
+	}
+	if tr.path != m.path { // renamed, still under a glob: the same file
+		if t.byPath[tr.path] == tr {
+			delete(t.byPath, tr.path)
+		}
+		tr.path = m.path
+	}
+	t.byPath[m.path] = tr
+	tr.inGlob = true
+	if m.info.Size() != tr.size || tr.pos.Offset < m.info.Size() {
+		t.enqueue(tr)
+	}
+}
+
+// discover opens a file the globs match that is not tracked, and decides
+// where reading starts: at its stored mark when it is the file the mark
+// was written for; where the original was left when it is the copy of a
+// truncated file; at its end for read_from: end at the first start;
+// otherwise at 0.
+// decided, when not nil, is where a file that waited as a possible copy
+// starts: it is not looked at as a copy again.
+func (t *Tailer) discover(now time.Time, m found, first bool, decided *int64) {
+	f, err := os.Open(m.path)
+	if err != nil {
+		t.stats.Errors.Add(1)
+		t.fail(m.path, "files: cannot open "+m.path+" (tried again at every scan)", err)
+		return
+	}
+	info, err := f.Stat()
+	if err != nil || idOf(info) != m.id {
+		f.Close() // replaced between the scan and the open: the next scan sees the new one
+		return
+	}
+	t.recovered(m.path)
+	tr := &tracked{id: m.id, in: m.in, f: f, path: m.path, inGlob: true, size: info.Size(), grewAt: now}
+	tr.pos = position{Path: m.path, Dev: m.id.dev, Ino: m.id.ino, FP: fpOf(nil)}
+	if p, ok := t.known[m.id]; ok {
+		delete(t.known, m.id)
+		if matches(f, p.FPLen, p.FP) {
+			tr.pos = p // the file the mark was written for: on from there
+			tr.pos.Path = m.path
+		} else {
+			t.log.Info("files: a new file has the inode of one read before; reading it from the start", "path", m.path)
+		}
+	} else if decided != nil {
+		tr.pos.Offset = min(*decided, info.Size())
+	} else if from, wait := t.copyOf(f, m); wait {
+		f.Close()
+		return
+	} else if from > 0 {
+		tr.pos.Offset = min(from, info.Size())
+		t.log.Info("files: the copy of a truncated file; reading it from where the original was left", "path", m.path, "offset", tr.pos.Offset)
+	} else if first && m.in.conf.ReadFrom == "end" {
+		tr.pos.Offset = info.Size()
+		tr.pos.FP, tr.pos.FPLen, _ = fingerprint(f, fpMax)
+	}
+	t.files[m.id] = tr
+	t.byPath[m.path] = tr
+	t.enqueue(tr)
+}
+
+// copyOf looks for the tracked file that the new file m is a copy of. from
+// is where to start reading m when it is the copy of a file truncated since
+// (its old content's fingerprint matches). wait is true when m holds, so
+// far, the first bytes of a file in its directory that was not truncated
+// (yet): the copy step of copytruncate, perhaps still copying. It is not
+// opened until that is decided (resolveCopy). Files found by a run's first
+// scan are not looked at as copies: they are known by their marks.
+func (t *Tailer) copyOf(f *os.File, m found) (from int64, wait bool) {
+	var waitFor *tracked
+	for _, o := range t.files {
+		if b := o.position().Before; b != nil && b.FPLen > 0 {
+			if matches(f, b.FPLen, b.FP) {
+				o.takeCopy(b.FP)
+				return b.Offset, false
+			}
+			if m.info.Size() < int64(b.FPLen) && t.scanned {
+				waitFor = o // perhaps its copy, still being written
+			}
+		}
+	}
+	if !t.scanned {
+		return 0, false
+	}
+	if waitFor != nil {
+		t.copies[m.id] = &copyWait{path: m.path, in: m.in, of: waitFor.id, seenAt: time.Now()}
+		return 0, true
+	}
+	for _, o := range t.files {
+		if o.id == m.id || filepath.Dir(o.path) != filepath.Dir(m.path) {
+			continue
+		}
+		if alike(f, m.info.Size(), o) {
+			t.copies[m.id] = &copyWait{path: m.path, in: m.in, of: o.id, seenAt: time.Now()}
+			return 0, true
+		}
+	}
+	return 0, false
+}
+
+// prefixOf reports whether the first bytes of f (size long, up to fpMax)
+// are the first bytes of o: f may be a copy of o, or becoming one.
+func prefixOf(f *os.File, size int64, o *tracked) bool {
+	k := int(min(size, fpMax))
+	a, b := make([]byte, k), make([]byte, k)
+	if n, _ := f.ReadAt(a, 0); n != k {
+		return false
+	}
+	if n, _ := o.f.ReadAt(b, 0); n != k {
+		return false
+	}
+	return string(a) == string(b)
+}
+
+// alike: f starts as o did when last read (its fingerprint), or as o does
+// now; o may have been truncated since it was read, and not looked at yet.
+func alike(f *os.File, size int64, o *tracked) bool {
+	p := o.position()
+	return p.FPLen > 0 && matches(f, p.FPLen, p.FP) || prefixOf(f, size, o)
+}
+
+// resolveCopy decides, at each scan, a file waiting to be told a copy from
+// a file of its own.
+func (t *Tailer) resolveCopy(now time.Time, m found, cw *copyWait) {
+	o := t.files[cw.of]
+	f, err := os.Open(m.path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	waited := now.Sub(cw.seenAt) >= m.in.conf.RotateWait
+	var from int64
+	var p position
+	if o != nil {
+		p = o.position()
+	}
+	switch {
+	case cw.closed:
+		// The original was read to its end and closed: the copy holds
+		// nothing it did not.
+		from = cw.from
+	case o == nil:
+		// Gone without being read to its end here: nothing tells; read the
+		// file as a new one.
+	case p.Before != nil && matches(f, p.Before.FPLen, p.Before.FP):
+		from = p.Before.Offset // truncated since: a copy
+		o.takeCopy(p.Before.FP)
+	case p.Before != nil && m.info.Size() < int64(p.Before.FPLen) && !waited:
+		return // truncated, and the copy may still be being written
+	case p.Before == nil && alike(f, m.info.Size(), o) && !waited:
+		return // not truncated (yet), and still alike
+	}
+	delete(t.copies, m.id)
+	t.discover(now, m, false, &from)
+}
