@@ -272,7 +272,10 @@ func (p *runningShipper) tail() string {
 	if len(b) > 2000 {
 		b = b[len(b)-2000:]
 	}
-	return strings.TrimSpace(string(b))
+	if t := strings.TrimSpace(string(b)); t != "" {
+		return t
+	}
+	return "(it wrote nothing)"
 }
 
 // waitShipper is waitFor that gives up early, with the shipper's last
@@ -283,10 +286,13 @@ func waitShipper(ctx context.Context, p *runningShipper, what string, limit time
 		gone = p.exited()
 		return gone || cond()
 	})
-	if err == nil && gone && !cond() {
-		err = fmt.Errorf("the shipper exited (%v) before %s:\n%s", p.cmd.ProcessState, what, p.tail())
+	switch {
+	case err == nil && gone && !cond():
+		return fmt.Errorf("the shipper exited (%v) before %s:\n%s", p.cmd.ProcessState, what, p.tail())
+	case err != nil:
+		return fmt.Errorf("%w; the shipper's last words:\n%s", err, p.tail())
 	}
-	return err
+	return nil
 }
 
 // lineSize is the length of every numbered line, newline included.
