@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
 )
@@ -69,11 +70,29 @@ func (q *Queue[T]) Marks(ctx context.Context, prefix string) (map[string][]byte,
 	if err := q.store.ensureMarks(ctx); err != nil {
 		return nil, err
 	}
+	return readMarks(ctx, q.store.db, q.path, prefix)
+}
+
+// Marks reads the marks of the file whose keys start with prefix; none when
+// no mark was ever stored.
+func (in *Inspector) Marks(ctx context.Context, prefix string) (map[string][]byte, error) {
+	var n int
+	err := in.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?`, marksTable).Scan(&n)
+	if err != nil {
+		return nil, dbError("read the marks of", in.path, err)
+	}
+	if n == 0 {
+		return map[string][]byte{}, nil
+	}
+	return readMarks(ctx, in.db, in.path, prefix)
+}
+
+func readMarks(ctx context.Context, db *sql.DB, path, prefix string) (map[string][]byte, error) {
 	// Keys are compared as text; the prefix's own % and _ are escaped.
 	esc := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(prefix)
-	rows, err := q.store.db.QueryContext(ctx, `SELECT key, value FROM "`+marksTable+`" WHERE key LIKE ? ESCAPE '\'`, esc+"%")
+	rows, err := db.QueryContext(ctx, `SELECT key, value FROM "`+marksTable+`" WHERE key LIKE ? ESCAPE '\'`, esc+"%")
 	if err != nil {
-		return nil, dbError("read the marks of", q.path, err)
+		return nil, dbError("read the marks of", path, err)
 	}
 	defer rows.Close()
 	marks := map[string][]byte{}
@@ -81,14 +100,14 @@ func (q *Queue[T]) Marks(ctx context.Context, prefix string) (map[string][]byte,
 		var k string
 		var v []byte
 		if err := rows.Scan(&k, &v); err != nil {
-			return nil, dbError("read the marks of", q.path, err)
+			return nil, dbError("read the marks of", path, err)
 		}
 		if strings.HasPrefix(k, prefix) { // LIKE ignores ASCII case
 			marks[k] = v
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, dbError("read the marks of", q.path, err)
+		return nil, dbError("read the marks of", path, err)
 	}
 	return marks, nil
 }

@@ -132,6 +132,26 @@ func (d *daemon) metrics() *prometheus.Registry {
 		counter("outboxd_ingest_framing_errors_total", "TCP connections closed for an octet-counting length over the message limit.", l, func() float64 { return float64(s.FramingErrors.Load()) })
 		counter("outboxd_ingest_refused_connections_total", "TCP connections closed at once: max_connections were open.", l, func() float64 { return float64(s.RefusedConns.Load()) })
 	}
+	if t := d.tailer; t != nil {
+		st := t.Stats()
+		l := prometheus.Labels{"endpoint": "files"}
+		counter("outboxd_ingest_records_total", "Records accepted (committed).", l, func() float64 { return float64(st.Records.Load()) })
+		counter("outboxd_ingest_bytes_total", "Bytes of the accepted records.", l, func() float64 { return float64(st.Bytes.Load()) })
+		counter("outboxd_ingest_truncated_records_total", helpTruncated, l, func() float64 { return float64(st.Truncated.Load()) })
+		counter("outboxd_files_rotations_total", "Files seen truncated, and files read to their end after they left the globs.", nil, func() float64 { return float64(st.Rotations.Load()) })
+		counter("outboxd_files_errors_total", "Files that could not be opened or read, and reads whose commit failed (all retried).", nil, func() float64 { return float64(st.Errors.Load()) })
+		counter("outboxd_files_parse_errors_total", "json or cri lines that were not, stored as text with parse_error.", nil, func() float64 { return float64(st.ParseError.Load()) })
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "outboxd_files_tracked", Help: "Files open and tailed."},
+			func() float64 { return float64(len(t.Files())) }))
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "outboxd_files_lag_bytes", Help: "Bytes of the tailed files not yet committed to the outbox, all files together."},
+			func() float64 {
+				var lag int64
+				for _, f := range t.Files() {
+					lag += max(f.Size-f.Offset, 0)
+				}
+				return float64(lag)
+			}))
+	}
 	return reg
 }
 

@@ -547,6 +547,20 @@ func TestProof(t *testing.T) {
 		})
 	}
 
+	t.Run("files: kill -9 while writing and rotating loses and repeats no line", func(t *testing.T) {
+		filesProof(t, t.TempDir(), nil, cycles)
+	})
+
+	t.Run("files: power cuts while writing and rotating lose and repeat no line", func(t *testing.T) {
+		backing, mnt := t.TempDir(), t.TempDir()
+		pfs := powerfs.New(backing, mnt)
+		if err := pfs.Mount(); err != nil {
+			t.Skipf("cannot mount FUSE here (needs root and /dev/fuse): %v", err)
+		}
+		t.Cleanup(func() { pfs.Unmount() })
+		filesProof(t, filepath.Join(mnt, "data"), pfs, cycles)
+	})
+
 	t.Run("a truncated WAL and a corrupted record: the daemon starts and keeps forwarding", func(t *testing.T) {
 		o := newOracle()
 		s := newProofSinks(t, o)

@@ -21,6 +21,7 @@ import (
 	"github.com/outboxd/outboxd/config"
 	"github.com/outboxd/outboxd/forwarders"
 	"github.com/outboxd/outboxd/ingest"
+	"github.com/outboxd/outboxd/ingest/files"
 	"github.com/outboxd/outboxd/ingest/route"
 	"github.com/outboxd/outboxd/outbox"
 )
@@ -106,6 +107,7 @@ type daemon struct {
 	router     *route.Router
 	http       *ingest.HTTP
 	syslogs    []*ingest.Syslog
+	tailer     *files.Tailer
 	ready      atomic.Bool
 
 	probe         chan chan struct{} // the watchdog asks the signal loop whether it still answers
@@ -355,6 +357,21 @@ func (d *daemon) startIngest(ctx context.Context, wg *sync.WaitGroup) (*http.Ser
 			}
 		})
 		d.log.Info("syslog ingest listening", "listen", sl.Listen, "addr", addr.String())
+	}
+	if len(d.cfg.Ingest.Files) > 0 {
+		// Files need no budget: a worker holds one chunk at a time, and a
+		// full outbox stops the reading (the files are the buffer).
+		t, err := files.New(files.Config{Inputs: d.cfg.Ingest.Files, Logger: d.log}, r)
+		if err != nil {
+			return srv, err
+		}
+		d.tailer = t
+		wg.Go(func() {
+			if err := t.Run(ctx); err != nil {
+				d.log.Error("files ingest stopped", "err", err)
+			}
+		})
+		d.log.Info("files ingest started", "entries", len(d.cfg.Ingest.Files))
 	}
 	return srv, nil
 }

@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/outboxd/outboxd/ingest/files"
 	"github.com/outboxd/outboxd/outbox"
 )
 
@@ -53,8 +54,31 @@ func statsCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\n", name, st.Records, age, st.DeadLetters)
 	}
 	tw.Flush()
+	if err := printFiles(ctx, in, stdout); err != nil {
+		fmt.Fprintln(stderr, "outboxd stats:", err)
+		return 1
+	}
 	for _, f := range in.Files() {
 		fmt.Fprintf(stdout, "%s: %.1f MiB\n", f.Path, float64(f.Size)/(1<<20))
 	}
 	return 0
+}
+
+// printFiles lists the tailed files (ingest.files) with their committed
+// offsets and sizes: the lag is what is not in the outbox yet.
+func printFiles(ctx context.Context, in *outbox.Inspector, w io.Writer) error {
+	marks, err := in.Marks(ctx, files.MarkPrefix)
+	if err != nil || len(marks) == 0 {
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "FILE\tCOMMITTED\tSIZE\tLAG")
+	for _, f := range files.Stored(marks) {
+		if f.Size < 0 {
+			fmt.Fprintf(tw, "%s\t%d\t-\t- (gone, or rotated away)\n", f.Path, f.Offset)
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", f.Path, f.Offset, f.Size, max(f.Size-f.Offset, 0))
+	}
+	return tw.Flush()
 }

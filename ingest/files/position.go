@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
 	"syscall"
 )
 
@@ -91,4 +93,27 @@ func fpOf(b []byte) string {
 func matches(f *os.File, fpLen int, fp string) bool {
 	got, n, err := fingerprint(f, fpLen)
 	return err == nil && n == fpLen && got == fp
+}
+
+// MarkPrefix starts the key of every file's mark in the outbox.
+const MarkPrefix = markPrefix
+
+// Stored lists the files whose positions marks (read from an outbox with
+// that prefix) hold, by path, each with its committed offset and the size
+// the file has now: -1 when the path is gone or now names another file.
+func Stored(marks map[string][]byte) []FileState {
+	var out []FileState
+	for _, v := range marks {
+		p, err := decodePosition(v)
+		if err != nil {
+			continue
+		}
+		size := int64(-1)
+		if info, err := os.Stat(p.Path); err == nil && idOf(info) == p.id() {
+			size = info.Size()
+		}
+		out = append(out, FileState{Path: p.Path, Offset: p.Offset, Size: size})
+	}
+	slices.SortFunc(out, func(a, b FileState) int { return strings.Compare(a.Path, b.Path) })
+	return out
 }

@@ -2,6 +2,7 @@ package files
 
 import (
 	"os"
+	"slices"
 	"path/filepath"
 	"strings"
 	"time"
@@ -72,6 +73,19 @@ func excluded(globs []string, path string) bool {
 // is read to its end. first: this is the first scan of the first start.
 func (t *Tailer) scan(now time.Time, first bool) (seen map[fileID]bool) {
 	list := t.expand()
+	// Files with a stored mark first: a copy made while outboxd was down is
+	// known by the mark of the file it copies.
+	slices.SortStableFunc(list, func(a, b found) int {
+		_, ka := t.known[a.id]
+		_, kb := t.known[b.id]
+		switch {
+		case ka && !kb:
+			return -1
+		case kb && !ka:
+			return 1
+		}
+		return 0
+	})
 	seen = make(map[fileID]bool, len(list))
 	for _, m := range list {
 		seen[m.id] = true
@@ -156,7 +170,12 @@ func (t *Tailer) discover(now time.Time, m found, first bool, decided *int64) {
 			tr.pos = p // the file the mark was written for: on from there
 			tr.pos.Path = m.path
 		} else {
-			t.log.Info("files: a new file has the inode of one read before; reading it from the start", "path", m.path)
+			// Truncated while outboxd was down (copytruncate), or a new file
+			// on a reused inode: read from 0, and know the copy of what it
+			// held, if one turns up, by its first bytes.
+			tr.pos.Before = &copied{FPLen: p.FPLen, FP: p.FP, Offset: p.Offset}
+			t.stats.Rotations.Add(1)
+			t.log.Info("files: a file read before holds other bytes now (truncated, or a new file on its inode); reading it from the start", "path", m.path)
 		}
 	} else if decided != nil {
 		tr.pos.Offset = min(*decided, info.Size())
