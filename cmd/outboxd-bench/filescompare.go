@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,7 +26,8 @@ import (
 )
 
 // filesCompare runs log-file tailers side by side: outboxd's files input
-// and rsyslog's imfile. Each shipper tails logDir/*.log and forwards every
+// and rsyslog's imfile. Each shipper tails logDir/*.log (or *.log*, the
+// rotated files too, with -rotated-in-glob) and forwards every
 // line to a Kafka topic on a kfake broker in this process.
 //
 // Per shipper it measures throughput (one file, then many, written flat out)
@@ -40,7 +42,7 @@ import (
 type fileShipper struct {
 	name    string
 	note    string
-	command func(dir, logDir, broker, topic string) (*exec.Cmd, error)
+	command func(dir, glob, broker, topic string) (*exec.Cmd, error)
 }
 
 type filesFlags struct {
@@ -54,6 +56,15 @@ type filesFlags struct {
 	drainQuiet  time.Duration
 	only        string
 	keep        bool
+	rotatedIn   bool
+}
+
+// pattern is the glob the crash run tails.
+func (f filesFlags) pattern() string {
+	if f.rotatedIn {
+		return "*.log*"
+	}
+	return "*.log"
 }
 
 func filesCompareCommand(ctx context.Context, args []string, w io.Writer) error {
@@ -68,6 +79,7 @@ func filesCompareCommand(ctx context.Context, args []string, w io.Writer) error 
 	fs.DurationVar(&f.rotateEvery, "rotate-every", 2*time.Second, "one file is rotated this often in the crash run, by rename+create and copytruncate in turn")
 	fs.DurationVar(&f.drainQuiet, "drain-quiet", 10*time.Second, "after the crash run, drained means nothing new arrived for this long")
 	fs.StringVar(&f.only, "only", "outboxd-full,rsyslog-da,rsyslog-memory", "comma-separated shippers to run, of outboxd-full, rsyslog-disk-synced (slow: about 5,000 lines/s), rsyslog-da, rsyslog-memory")
+	fs.BoolVar(&f.rotatedIn, "rotated-in-glob", false, "the crash run tails *.log* (rotated files app0.log.1... included) instead of *.log")
 	fs.BoolVar(&f.keep, "keep", false, "keep the work directory (logs, state, configs) and print its path")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -111,6 +123,7 @@ func filesCompareCommand(ctx context.Context, args []string, w io.Writer) error 
 		}
 	}
 	var results []filesResult
+	loadBefore := loadAverage()
 	for _, s := range run {
 		res := filesResult{name: s.name, note: s.note}
 		sdir := filepath.Join(dir, s.name)
@@ -127,8 +140,20 @@ func filesCompareCommand(ctx context.Context, args []string, w io.Writer) error 
 		results = append(results, res)
 	}
 	fmt.Fprintf(w, "`go run ./cmd/outboxd-bench files-compare %s`\n\n", strings.Join(args, " "))
+	// The shippers, the writer, the broker and the consumer share the
+	// machine: anything else running skews the figures.
+	fmt.Fprintf(w, "%d CPUs; load average (1, 5, 15 min) before: %s, after: %s\n\n", runtime.NumCPU(), loadBefore, loadAverage())
 	printFilesComparison(w, results, f)
 	return ctx.Err()
+}
+
+// loadAverage is the first three fields of /proc/loadavg.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
 }
 
 // fileShippers lists the tailers; outboxd is the binary to run (it is built
@@ -143,13 +168,13 @@ func fileShippers(outboxd string) []fileShipper {
 }
 
 // outboxdFiles runs outboxd with one files input on logDir.
-func outboxdFiles(bin, durability string) func(dir, logDir, broker, topic string) (*exec.Cmd, error) {
-	return func(dir, logDir, broker, topic string) (*exec.Cmd, error) {
+func outboxdFiles(bin, durability string) func(dir, glob, broker, topic string) (*exec.Cmd, error) {
+	return func(dir, glob, broker, topic string) (*exec.Cmd, error) {
 		cfg := fmt.Sprintf(`data_dir: %s/data
 durability: %s
 ingest:
   files:
-    - paths: [%s/*.log, %s/**/*.log]
+    - paths: [%s, %s]
       exclude: ["*.gz"]
       read_from: beginning
       max_line_bytes: 1MiB
@@ -164,7 +189,7 @@ routes:
   - sinks: [kafka]
 log:
   level: warn
-`, dir, durability, logDir, logDir, broker, topic)
+`, dir, durability, glob, filepath.Join(filepath.Dir(glob), "**", filepath.Base(glob)), broker, topic)
 		path := filepath.Join(dir, "outboxd.yaml")
 		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 			return nil, err
@@ -173,14 +198,14 @@ log:
 	}
 }
 
-// rsyslogFiles runs rsyslogd in the foreground: imfile on logDir/*.log,
+// rsyslogFiles runs rsyslogd in the foreground: imfile on glob,
 // with state files in a private work directory written after every batch
 // it submits, and truncation noticed, into a ruleset whose omkafka action
 // has the given queue and retries for ever, as a durable rsyslog setup for
 // files to Kafka is written. The ruleset has no queue of its own: lines
 // imfile has submitted wait in the in-memory main queue.
-func rsyslogFiles(queue string) func(dir, logDir, broker, topic string) (*exec.Cmd, error) {
-	return func(dir, logDir, broker, topic string) (*exec.Cmd, error) {
+func rsyslogFiles(queue string) func(dir, glob, broker, topic string) (*exec.Cmd, error) {
+	return func(dir, glob, broker, topic string) (*exec.Cmd, error) {
 		work := filepath.Join(dir, "work")
 		if err := os.MkdirAll(work, 0o755); err != nil {
 			return nil, err
@@ -189,7 +214,7 @@ func rsyslogFiles(queue string) func(dir, logDir, broker, topic string) (*exec.C
 module(load="imfile" mode="inotify")
 module(load="omkafka")
 template(name="msgonly" type="string" string="%%msg%%")
-input(type="imfile" file="%s/*.log" tag="files" ruleset="fwd"
+input(type="imfile" file="%s" tag="files" ruleset="fwd"
       freshStartTail="off" reopenOnTruncate="on" persistStateAfterSubmission="on")
 ruleset(name="fwd") {
   action(type="omkafka" broker=["%s"] topic="%s" template="msgonly"
@@ -197,7 +222,7 @@ ruleset(name="fwd") {
          %s
          action.resumeRetryCount="-1")
 }
-`, work, logDir, broker, topic, queue)
+`, work, glob, broker, topic, queue)
 		path := filepath.Join(dir, "rsyslog.conf")
 		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 			return nil, err
@@ -218,8 +243,8 @@ type runningShipper struct {
 	done chan struct{} // closed when the process has exited and been reaped
 }
 
-func startFileShipper(s fileShipper, dir, logDir, broker, topic string) (*runningShipper, error) {
-	cmd, err := s.command(dir, logDir, broker, topic)
+func startFileShipper(s fileShipper, dir, glob, broker, topic string) (*runningShipper, error) {
+	cmd, err := s.command(dir, glob, broker, topic)
 	if err != nil {
 		return nil, err
 	}
@@ -523,15 +548,17 @@ func newBroker(topic string) (*kfake.Cluster, error) {
 type fileRun struct {
 	s           fileShipper
 	dir, logDir string
+	pattern     string // the glob tailed, in logDir
 	broker      *kfake.Cluster
 	lc          *lineCounter
 	p           *runningShipper // the latest process: restart replaces it
 }
 
-// newFileRun starts the shipper on an empty dir/logs, writes one probe line
-// and waits until it is at Kafka: the shipper is tailing.
-func newFileRun(ctx context.Context, s fileShipper, dir string) (*fileRun, error) {
-	r := &fileRun{s: s, dir: dir, logDir: filepath.Join(dir, "logs")}
+// newFileRun starts the shipper on an empty dir/logs, tailing pattern
+// there, writes one probe line and waits until it is at Kafka: the shipper
+// is tailing.
+func newFileRun(ctx context.Context, s fileShipper, dir, pattern string) (*fileRun, error) {
+	r := &fileRun{s: s, dir: dir, logDir: filepath.Join(dir, "logs"), pattern: pattern}
 	for _, d := range []string{dir, r.logDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err
@@ -560,7 +587,7 @@ func newFileRun(ctx context.Context, s fileShipper, dir string) (*fileRun, error
 
 // restart starts the shipper (again) on its directory.
 func (r *fileRun) restart() error {
-	p, err := startFileShipper(r.s, r.dir, r.logDir, r.broker.ListenAddrs()[0], "bench")
+	p, err := startFileShipper(r.s, r.dir, filepath.Join(r.logDir, r.pattern), r.broker.ListenAddrs()[0], "bench")
 	if err != nil {
 		return err
 	}
@@ -581,7 +608,7 @@ func (r *fileRun) close() {
 // flat out, and measures how fast they reach Kafka.
 func filesThroughput(ctx context.Context, s fileShipper, dir string, lines, files int) throughput {
 	res := throughput{files: files, lines: lines}
-	r, err := newFileRun(ctx, s, dir)
+	r, err := newFileRun(ctx, s, dir, "*.log")
 	if err != nil {
 		res.err = err
 		return res
@@ -775,7 +802,7 @@ func copyFile(from, to string) error {
 // and counts what arrived.
 func filesCrash(ctx context.Context, s fileShipper, dir string, f filesFlags) crashResult {
 	var res crashResult
-	r, err := newFileRun(ctx, s, dir)
+	r, err := newFileRun(ctx, s, dir, f.pattern())
 	if err != nil {
 		res.err = err
 		return res
@@ -946,9 +973,9 @@ func printFilesComparison(w io.Writer, rs []filesResult, f filesFlags) {
 		fmt.Fprintf(w, ", then spread over %d files written at once", f.manyFiles)
 	}
 	fmt.Fprintf(w, "; lines/s from the first line written to the last consumed. Crash: %d files at %.0f lines/s for %s, "+
-		"one rotated every %s (rename+create and copytruncate in turn), the shipper SIGKILLed %d times and restarted, then drained.\n\n",
-		f.crashFiles, f.crashRate, f.crashFor, f.rotateEvery, f.kills)
-	fmt.Fprintln(w, "| shipper | lines/s, 1 file | lines/s, many files | CPU s per 1M lines | peak RSS | crash: written | lost outside copytruncate window (in files rotated away while down) | lost in window (of lines in windows) | duplicated lines (extra copies) | kills | setup |")
+		"one rotated every %s (rename+create and copytruncate in turn) to <name>.<k>, tailed as %s, the shipper SIGKILLed %d times and restarted, then drained.\n\n",
+		f.crashFiles, f.crashRate, f.crashFor, f.rotateEvery, f.pattern(), f.kills)
+	fmt.Fprintln(w, "| shipper | lines/s, 1 file | lines/s, many files | CPU s per 1M lines | peak RSS | crash: written | lost outside copytruncate window (in files rotated while down) | lost in window (of lines in windows) | duplicated lines (extra copies) | kills | setup |")
 	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, r := range rs {
 		c := r.crash.counts
@@ -962,11 +989,11 @@ func printFilesComparison(w io.Writer, rs []filesResult, f filesFlags) {
 		if r.crash.selfExits > 0 {
 			kills += fmt.Sprintf(" + %d exits on its own", r.crash.selfExits)
 		}
-		fmt.Fprintf(w, "| %s | %.0f | %s | %s | %s | %d | %d (%d) | %d (of %d) | %d (%d) | %s | %s |\n",
-			r.name, r.one.rate, many, cpu, rss, c.written, c.lostOutside, c.lostRotatedDown, c.lostWindow, c.window, c.dupLines, c.dupExtra, kills, r.note)
+		fmt.Fprintf(w, "| %s | %.0f | %s | %s | %s | %d of %.0f | %d (%d) | %d (of %d) | %d (%d) | %s | %s |\n",
+			r.name, r.one.rate, many, cpu, rss, c.written, f.crashRate*f.crashFor.Seconds(), c.lostOutside, c.lostRotatedDown, c.lostWindow, c.window, c.dupLines, c.dupExtra, kills, r.note)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "CPU and RSS: 1 file / many files. Lost: written and never at Kafka. Lines written between a copytruncate's copy and its truncate are in neither file; they are lost by design unless the shipper read them in time, and are counted apart. Lost outside the window includes, in brackets, the lines of a file rotated away while the shipper was down (between a kill and its restart): the part the shipper had not read is in a file that no longer matches the glob, or in the copy. A shipper that exits on its own is restarted a second later, as systemd's Restart=always would. Duplicated: arrived more than once, from re-reading after a restart and from at-least-once forwarding to Kafka (a batch sent but not yet acknowledged when killed is sent again); the run does not tell the two apart.")
+	fmt.Fprintln(w, "CPU and RSS: 1 file / many files. Written: of the lines planned at the rate (fewer: the writer was starved of CPU). Lost: written and never at Kafka. Lines written between a copytruncate's copy and its truncate are in neither file; they are lost by design unless the shipper read them in time, and are counted apart. In brackets after lost outside the window: of those, the lines of a file rotated while the shipper was down (between a kill and its restart); tailing *.log, what the shipper had not read of it is then in a file the glob does not match. A shipper that exits on its own is restarted a second later, as systemd's Restart=always would. Duplicated: arrived more than once, from re-reading after a restart and from at-least-once forwarding to Kafka (a batch sent but not yet acknowledged when killed is sent again); the run does not tell the two apart.")
 	for _, r := range rs {
 		for _, e := range []struct {
 			what string
