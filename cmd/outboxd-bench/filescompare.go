@@ -147,6 +147,15 @@ func filesCompareCommand(ctx context.Context, args []string, w io.Writer) error 
 	return ctx.Err()
 }
 
+// secondsAfter lists times as seconds after begin.
+func secondsAfter(begin time.Time, ts ...time.Time) string {
+	var s []string
+	for _, t := range ts {
+		s = append(s, fmt.Sprintf("%.1f", t.Sub(begin).Seconds()))
+	}
+	return strings.Join(s, ", ")
+}
+
 // loadAverage is the first three fields of /proc/loadavg.
 func loadAverage() string {
 	b, err := os.ReadFile("/proc/loadavg")
@@ -475,12 +484,19 @@ func (c *lineCounter) tally(written []fileLog) crashCounts {
 				r.lostWindow++
 			case k == 0:
 				r.lostOutside++
-				if slices.ContainsFunc(w.downSpans, func(sp [2]int) bool { return sp[0] <= seq && seq < sp[1] }) {
+				g := w.generation(seq)
+				r.lostIn[g.kind]++
+				if g.down {
 					r.lostRotatedDown++
 				}
 			case k > 1:
 				r.dupLines++
 				r.dupExtra += k - 1
+				g := w.generation(seq)
+				r.dupIn[g.kind]++
+				if g.down {
+					r.dupRotatedDown++
+				}
 			}
 		}
 		for seq := w.n; seq < len(got); seq++ {
@@ -500,13 +516,51 @@ func (c *lineCounter) tally(written []fileLog) crashCounts {
 	return r
 }
 
+// genIssue is a rotated file some of whose lines were lost or duplicated.
+type genIssue struct {
+	generation
+	lost, dup int
+}
+
+// byGeneration lists the rotated files with lost or duplicated lines.
+func (c *lineCounter) byGeneration(written []fileLog) []genIssue {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var issues []genIssue
+	for file, w := range written {
+		var got []uint8
+		if file < len(c.counts) {
+			got = c.counts[file]
+		}
+		for _, g := range w.gens {
+			is := genIssue{generation: g}
+			for seq := g.from; seq < g.to; seq++ {
+				switch {
+				case seq >= len(got) || got[seq] == 0:
+					is.lost++
+				case got[seq] > 1:
+					is.dup++
+				}
+			}
+			if is.lost+is.dup > 0 {
+				issues = append(issues, is)
+			}
+		}
+	}
+	slices.SortFunc(issues, func(a, b genIssue) int { return a.at.Compare(b.at) })
+	return issues
+}
+
 // crashCounts is what a crash run found at Kafka.
 type crashCounts struct {
 	written, window         int
 	lostWindow, lostOutside int
 	lostRotatedDown         int // of lostOutside
-	dupLines, dupExtra      int
-	unknown, other          int
+	dupRotatedDown          int // of dupLines
+	// By the file the line was in: see generation.kind.
+	lostIn, dupIn      [3]int
+	dupLines, dupExtra int
+	unknown, other     int
 }
 
 type throughput struct {
@@ -521,6 +575,9 @@ type throughput struct {
 }
 
 type crashResult struct {
+	issues    []genIssue
+	begin     time.Time
+	killedAt  []time.Time
 	counts    crashCounts
 	kills     int
 	selfExits int    // exits the run did not cause, each restarted
@@ -682,19 +739,52 @@ type crashFile struct {
 	open      bool  // inside a copytruncate window
 	window    []int // seqs written inside copytruncate windows
 	genStart  int   // the first seq of the file as it is now
-	downSpans [][2]int
+	gens      []generation
 	rotations int
 	buf       []byte
 }
 
 // fileLog is what was written to one file of the crash run: lines 0..n-1;
 // window: the seqs written inside copytruncate windows, in neither file;
-// downSpans: the seqs, [from, to), of the files rotated away while the
-// shipper was down.
+// gens: the files rotated away, oldest first.
 type fileLog struct {
-	n         int
-	window    []int
-	downSpans [][2]int
+	n      int
+	window []int
+	gens   []generation
+}
+
+// generation is one file rotated away: lines [from, to) were written to it.
+type generation struct {
+	from, to int
+	kind     int  // renamed, copytruncated, or (the file not rotated) current
+	down     bool // it was rotated while the shipper was down
+	name     string
+	at       time.Time
+}
+
+const (
+	renamed = iota
+	copytruncated
+	current
+)
+
+var kindNames = [3]string{"renamed", "copytruncated", "not rotated"}
+
+// generation is the file line seq was written to.
+func (w fileLog) generation(seq int) generation {
+	i, found := slices.BinarySearchFunc(w.gens, seq, func(g generation, seq int) int {
+		switch {
+		case seq < g.from:
+			return 1
+		case seq >= g.to:
+			return -1
+		}
+		return 0
+	})
+	if found {
+		return w.gens[i]
+	}
+	return generation{kind: current}
 }
 
 func openCrashFile(logDir string, i int) (*crashFile, error) {
@@ -729,9 +819,8 @@ func (c *crashFile) renameRotate(down bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.rotations++
-	if down {
-		c.downSpans = append(c.downSpans, [2]int{c.genStart, c.seq})
-	}
+	c.gens = append(c.gens, generation{from: c.genStart, to: c.seq, kind: renamed, down: down,
+		name: fmt.Sprintf("%s.%d", filepath.Base(c.path), c.rotations), at: time.Now()})
 	c.genStart = c.seq
 	if err := os.Rename(c.path, fmt.Sprintf("%s.%d", c.path, c.rotations)); err != nil {
 		return fmt.Errorf("rotate %s: %w", c.path, err)
@@ -751,9 +840,8 @@ func (c *crashFile) renameRotate(down bool) error {
 func (c *crashFile) copyTruncate(down bool) error {
 	c.mu.Lock()
 	c.rotations++
-	if down {
-		c.downSpans = append(c.downSpans, [2]int{c.genStart, c.seq})
-	}
+	c.gens = append(c.gens, generation{from: c.genStart, to: c.seq, kind: copytruncated, down: down,
+		name: fmt.Sprintf("%s.%d", filepath.Base(c.path), c.rotations), at: time.Now()})
 	err := copyFile(c.path, fmt.Sprintf("%s.%d", c.path, c.rotations))
 	c.open = err == nil
 	c.mu.Unlock()
@@ -780,7 +868,7 @@ func (c *crashFile) close() error {
 func (c *crashFile) written() fileLog {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return fileLog{c.seq, slices.Clone(c.window), slices.Clone(c.downSpans)}
+	return fileLog{c.seq, slices.Clone(c.window), slices.Clone(c.gens)}
 }
 
 func copyFile(from, to string) error {
@@ -832,21 +920,30 @@ func filesCrash(ctx context.Context, s fileShipper, dir string, f filesFlags) cr
 	}
 	var down atomic.Bool // the shipper is down: between a kill or an exit and the restart
 	perFile := f.crashRate / float64(len(files))
-	const burst = 10 // lines a write: a timer a line cannot keep up
+	// Each writer writes every 10/perFile seconds what is due since it
+	// began: 10 lines, or more after it was kept off the CPU, so the rate
+	// holds on a busy machine (a timer a line cannot keep up).
+	const burst = 10
 	for i, cf := range files {
 		wg.Go(func() {
 			t := time.NewTicker(time.Duration(float64(time.Second) * burst / perFile))
 			defer t.Stop()
+			start, done := time.Now(), 0
 			for {
 				select {
 				case <-wctx.Done():
 					return
 				case <-t.C:
-					if err := cf.write(i, burst); err != nil {
-						fail(err)
-						return
-					}
 				}
+				due := int(perFile*time.Since(start).Seconds()) - done
+				if due <= 0 {
+					continue
+				}
+				if err := cf.write(i, due); err != nil {
+					fail(err)
+					return
+				}
+				done += due
 			}
 		})
 	}
@@ -915,6 +1012,7 @@ func filesCrash(ctx context.Context, s fileShipper, dir string, f filesFlags) cr
 	rng := rand.New(rand.NewPCG(1, 2))
 	interval := f.crashFor / time.Duration(f.kills+1)
 	begin := time.Now()
+	res.begin = begin
 	for k := range f.kills {
 		at := begin.Add(interval*time.Duration(k+1) + time.Duration((rng.Float64()-0.5)*float64(interval)/2))
 		if res.err = sleepUntil(at); res.err != nil {
@@ -923,6 +1021,7 @@ func filesCrash(ctx context.Context, s fileShipper, dir string, f filesFlags) cr
 		down.Store(true)
 		r.p.kill()
 		res.kills++
+		res.killedAt = append(res.killedAt, time.Now())
 		time.Sleep(time.Duration(100+rng.IntN(900)) * time.Millisecond)
 		res.err = r.restart()
 		down.Store(false)
@@ -964,6 +1063,7 @@ func filesCrash(ctx context.Context, s fileShipper, dir string, f filesFlags) cr
 	}
 	res.drainedIn = time.Since(drainStart)
 	res.counts = r.lc.tally(written)
+	res.issues = r.lc.byGeneration(written)
 	return res
 }
 
@@ -993,7 +1093,7 @@ func printFilesComparison(w io.Writer, rs []filesResult, f filesFlags) {
 			r.name, r.one.rate, many, cpu, rss, c.written, f.crashRate*f.crashFor.Seconds(), c.lostOutside, c.lostRotatedDown, c.lostWindow, c.window, c.dupLines, c.dupExtra, kills, r.note)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "CPU and RSS: 1 file / many files. Written: of the lines planned at the rate (fewer: the writer was starved of CPU). Lost: written and never at Kafka. Lines written between a copytruncate's copy and its truncate are in neither file; they are lost by design unless the shipper read them in time, and are counted apart. In brackets after lost outside the window: of those, the lines of a file rotated while the shipper was down (between a kill and its restart); tailing *.log, what the shipper had not read of it is then in a file the glob does not match. A shipper that exits on its own is restarted a second later, as systemd's Restart=always would. Duplicated: arrived more than once, from re-reading after a restart and from at-least-once forwarding to Kafka (a batch sent but not yet acknowledged when killed is sent again); the run does not tell the two apart.")
+	fmt.Fprintln(w, "CPU and RSS: 1 file / many files. Written: of the lines planned at the rate (fewer: the writer was starved of CPU; it catches up in larger writes). Lost: written and never at Kafka. Lines written between a copytruncate's copy and its truncate are in neither file; they are lost by design unless the shipper read them in time, and are counted apart. In brackets after lost outside the window: of those, the lines of a file rotated while the shipper was down (between a kill and its restart); tailing *.log, what the shipper had not read of it is then in a file the glob does not match. A shipper that exits on its own is restarted a second later, as systemd's Restart=always would. Duplicated: arrived more than once, from re-reading after a restart and from at-least-once forwarding to Kafka (a batch sent but not yet acknowledged when killed is sent again); the run does not tell the two apart.")
 	for _, r := range rs {
 		for _, e := range []struct {
 			what string
@@ -1005,6 +1105,26 @@ func printFilesComparison(w io.Writer, rs []filesResult, f filesFlags) {
 		}
 		if r.crash.selfExits > 0 {
 			fmt.Fprintf(w, "\n%s exited on its own %d times in the crash run; the first: %s\n", r.name, r.crash.selfExits, r.crash.firstExit)
+		}
+		if c := r.crash.counts; c.lostOutside+c.dupLines > 0 {
+			fmt.Fprintf(w, "\n%s, crash: by the file a line was written to (%s):", r.name, strings.Join(kindNames[:], ", "))
+			fmt.Fprintf(w, " lost outside the window %v, duplicated %v (%d in files rotated while down); %d rename+create and %d copytruncate rotations\n",
+				c.lostIn, c.dupIn, c.dupRotatedDown, r.crash.rotations[0], r.crash.rotations[1])
+		}
+		if len(r.crash.issues) > 0 {
+			fmt.Fprintf(w, "\n%s, crash: kills at %s s; rotated files with lines lost or duplicated:\n", r.name, secondsAfter(r.crash.begin, r.crash.killedAt...))
+			for i, is := range r.crash.issues {
+				if i == 20 {
+					fmt.Fprintf(w, "- and %d more\n", len(r.crash.issues)-i)
+					break
+				}
+				down := ""
+				if is.down {
+					down = ", while down"
+				}
+				fmt.Fprintf(w, "- %s (%s at %s s%s): lines %d-%d, %d lost, %d duplicated\n",
+					is.name, kindNames[is.kind], secondsAfter(r.crash.begin, is.at), down, is.from, is.to-1, is.lost, is.dup)
+			}
 		}
 		if r.one.dupExtra+r.many.dupExtra > 0 {
 			fmt.Fprintf(w, "\n%s: %d duplicates in the throughput runs\n", r.name, r.one.dupExtra+r.many.dupExtra)

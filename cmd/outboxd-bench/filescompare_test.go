@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -90,8 +89,9 @@ func TestLineCounter(t *testing.T) {
 		c.add([]byte("probe-ready"), now)
 		c.add([]byte("file=1 se"), now) // a torn line
 		// Line 3 was in a file rotated away while the shipper was down.
-		got := c.tally([]fileLog{{n: 10, window: []int{7, 8}, downSpans: [][2]int{{0, 5}}}, {n: 2}})
-		want := crashCounts{written: 12, window: 2, lostWindow: 1, lostOutside: 2, lostRotatedDown: 1, dupLines: 2, dupExtra: 3, other: 2}
+		got := c.tally([]fileLog{{n: 10, window: []int{7, 8}, gens: []generation{{from: 0, to: 5, kind: renamed, down: true}}}, {n: 2}})
+		want := crashCounts{written: 12, window: 2, lostWindow: 1, lostOutside: 2, lostRotatedDown: 1, dupLines: 2, dupExtra: 3, other: 2,
+			lostIn: [3]int{renamed: 1, current: 1}, dupIn: [3]int{current: 2}}
 		if got != want {
 			t.Fatalf("tally = %+v, want %+v", got, want)
 		}
@@ -197,7 +197,7 @@ func TestCrashFile(t *testing.T) {
 			t.Fatal(err)
 		}
 		cf.write(2, 4)
-		if got := cf.written().downSpans; !slices.Equal(got, [][2]int{{0, 3}}) {
+		if got := cf.written().gens; len(got) != 1 || got[0].from != 0 || got[0].to != 3 || got[0].kind != renamed || !got[0].down || got[0].name != "app2.log.1" {
 			t.Errorf("rotated while down: %v, want lines 0 to 3", got)
 		}
 		old, _ := os.ReadFile(filepath.Join(dir, "app2.log.1"))
