@@ -678,10 +678,19 @@ func filesThroughput(ctx context.Context, s fileShipper, dir string, lines, file
 	err = writeFlatOut(r.logDir, lines, files)
 	res.writeRate = float64(lines) / time.Since(start).Seconds()
 	if err == nil {
+		// Every line, or nothing new for a minute: a shipper that
+		// dropped lines is not waited for any longer.
+		lastChange, last := time.Now(), -1
 		err = waitShipper(ctx, p, "every line at Kafka", 10*time.Minute, func() bool {
 			d, _ := lc.arrived()
-			return d >= lines
+			if d != last {
+				last, lastChange = d, time.Now()
+			}
+			return d >= lines || time.Since(lastChange) > time.Minute
 		})
+		if d, _ := lc.arrived(); err == nil && d < lines {
+			err = fmt.Errorf("stalled: %d of %d lines at Kafka, none new for a minute; the shipper's last words:\n%s", d, lines, p.tail())
+		}
 	}
 	res.err = err
 	ticks1, _ := cpuTicks(p.pid())
