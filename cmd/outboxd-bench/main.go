@@ -3,6 +3,7 @@
 // sink in this process.
 //
 //	go run ./cmd/outboxd-bench footprint [-idle 60s] [-rate 150000] [-load 20s] [-backlog 1000000]
+//	go run ./cmd/outboxd-bench files-compare [-lines 1000000] [-kills 10] [-only outboxd-full,rsyslog-da]
 //
 // footprint prints the footprint budget of the release issue: binary sizes,
 // idle RSS, CPU and wakeups, RSS under load and with a backlog, disk bytes
@@ -31,8 +32,10 @@ func main() {
 		err = footprintCommand(ctx, os.Args[2:], os.Stdout)
 	case "compare":
 		err = compareCommand(ctx, os.Args[2:], os.Stdout)
+	case "files-compare":
+		err = filesCompareCommand(ctx, os.Args[2:], os.Stdout)
 	default:
-		err = fmt.Errorf("unknown command %q (want footprint or compare)", os.Args[1])
+		err = fmt.Errorf("unknown command %q (want footprint, compare or files-compare)", os.Args[1])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "outboxd-bench:", err)
