@@ -126,6 +126,12 @@ func journalProof(t *testing.T, dataDir string, pfs *powerfs.FS, cycles int) {
 	if err := r.d.stop(t); err != nil {
 		t.Errorf("exit after SIGTERM: %v\n%s", err, r.d.log())
 	}
+	if pfs == nil { // stats names the committed cursor
+		out, err := exec.Command(outboxdBinary(t), "stats", "-config", r.cfgPath).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "journal ("+journalDir+"): cursor s=") {
+			t.Errorf("stats does not show the journal cursor: %v\n%s", err, out)
+		}
+	}
 	events := fmt.Sprintf("%d kills", cycles)
 	scenario := "journal: kill -9 while entries are appended, sinks down"
 	if pfs != nil {

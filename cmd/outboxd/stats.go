@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/outboxd/outboxd/ingest/files"
+	"github.com/outboxd/outboxd/ingest/journal"
 	"github.com/outboxd/outboxd/outbox"
 )
 
@@ -58,6 +60,10 @@ func statsCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "outboxd stats:", err)
 		return 1
 	}
+	if err := printJournal(ctx, in, stdout); err != nil {
+		fmt.Fprintln(stderr, "outboxd stats:", err)
+		return 1
+	}
 	for _, f := range in.Files() {
 		fmt.Fprintf(stdout, "%s: %.1f MiB\n", f.Path, float64(f.Size)/(1<<20))
 	}
@@ -81,4 +87,26 @@ func printFiles(ctx context.Context, in *outbox.Inspector, w io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", f.Path, f.Offset, f.Size, max(f.Size-f.Offset, 0))
 	}
 	return tw.Flush()
+}
+
+// printJournal prints the journal cursor committed with the last entries
+// stored (ingest.journal): the next start reads on from there.
+func printJournal(ctx context.Context, in *outbox.Inspector, w io.Writer) error {
+	marks, err := in.Marks(ctx, journal.MarkPrefix)
+	if err != nil {
+		return err
+	}
+	keys := make([]string, 0, len(marks))
+	for k := range marks {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		dir := strings.TrimPrefix(strings.TrimPrefix(k, journal.MarkPrefix), "/")
+		if dir == "" {
+			dir = "system journal"
+		}
+		fmt.Fprintf(w, "journal (%s): cursor %s\n", dir, marks[k])
+	}
+	return nil
 }
