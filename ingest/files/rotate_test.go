@@ -276,3 +276,51 @@ func appendLines(ctx context.Context, path string, reopen bool) int {
 	f.Close()
 	return n
 }
+
+// TestInodeReuse deletes a file that was read and makes another, which the
+// file system gives the same inode (ext4 and tmpfs do at once): the new
+// file is read from 0, while outboxd was stopped and while it runs.
+func TestInodeReuse(t *testing.T) {
+	inode := func(path string) uint64 {
+		info, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return idOf(info).ino
+	}
+	t.Run("while stopped", func(t *testing.T) {
+		h := newHarness(t, entry("DIR/*.log"))
+		h.write("a.log", numbered("old", 0, 20))
+		h.start()
+		h.wait(20)
+		h.stop()
+		was := inode(h.path("a.log"))
+		os.Remove(h.path("a.log"))
+		h.write("b.log", numbered("new", 0, 30)) // longer than the old offset
+		if inode(h.path("b.log")) != was {
+			t.Skip("this file system did not reuse the inode")
+		}
+		h.start()
+		h.wait(50)
+		if got := h.messages()[20:]; !slices.Equal(got, want("new", 0, 30)) {
+			t.Fatalf("messages: %v", got)
+		}
+	})
+	t.Run("while running", func(t *testing.T) {
+		h := newHarness(t, entry("DIR/*.log"))
+		h.write("a.log", numbered("old", 0, 20))
+		h.start()
+		h.wait(20)
+		was := inode(h.path("a.log"))
+		os.Remove(h.path("a.log"))
+		waitFor(t, "the deleted file closed", func() bool { return len(openDeleted(t)) == 0 })
+		h.write("b.log", numbered("new", 0, 5))
+		if inode(h.path("b.log")) != was {
+			t.Skip("this file system did not reuse the inode")
+		}
+		h.wait(25)
+		if got := h.messages()[20:]; !slices.Equal(got, want("new", 0, 5)) {
+			t.Fatalf("messages: %v", got)
+		}
+	})
+}
