@@ -225,11 +225,38 @@ func (t *Tailer) classify(f *os.File, m found, cw *copyWait, now time.Time) (fro
 			maybe = true // a copy still being written
 			continue
 		}
-		if filepath.Dir(o.path) == filepath.Dir(m.path) && (alike(f, size, o) || p.shorterThanACopy(size)) {
+		if filepath.Dir(o.path) != filepath.Dir(m.path) {
+			continue
+		}
+		if alike(f, size, o) {
+			// o may have been truncated already, its worker not having
+			// looked yet: then what o held is p, and m its copy.
+			if from, ok := t.copyOfTruncated(f, size, grew, o, p); ok {
+				return from, true
+			}
+			maybe = true
+		} else if p.shorterThanACopy(size) {
 			maybe = true
 		}
 	}
 	return 0, !maybe || waited
+}
+
+// copyOfTruncated: o (not in a worker's hands) is truncated now, and f
+// holds what o held when last read (p): f is its copy, read from p.Offset.
+func (t *Tailer) copyOfTruncated(f *os.File, size int64, grew bool, o *tracked, p position) (int64, bool) {
+	if o.busy || p.FPLen == 0 {
+		return 0, false
+	}
+	info, err := o.f.Stat()
+	if err != nil || !t.truncated(o, info.Size()) {
+		return 0, false
+	}
+	was := position{Before: []copied{{FPLen: p.FPLen, FP: p.FP, Offset: p.Offset, Short: p.Short}}}
+	if _, ok := was.copyOf(f, size); !ok || size < p.Offset && grew {
+		return 0, false
+	}
+	return min(p.Offset, size), true
 }
 
 // prefixOf reports whether the first bytes of f (size long, up to fpMax)
