@@ -22,7 +22,7 @@ func TestJournalMissing(t *testing.T) {
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	outboxdBinary(t)             // built with the real PATH
+	outboxdBinary(t)              // built with the real PATH
 	t.Setenv("PATH", t.TempDir()) // the daemon finds no journalctl
 	d := startDaemon(t, cfgPath)
 	var body struct {

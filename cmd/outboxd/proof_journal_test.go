@@ -10,7 +10,6 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -101,58 +100,23 @@ func journalProof(t *testing.T, dataDir string, pfs *powerfs.FS, cycles int) {
 	os.WriteFile(r.cfgPath, []byte(s.journalConfig(t, dataDir, journalDir)), 0o600)
 	w := startJournalWriter(o, journalDir)
 	r.start()
-	for range cycles {
-		time.Sleep(time.Duration(300+rand.IntN(1200)) * time.Millisecond)
-		r.d.cmd.Process.Kill()
-		err := <-r.d.done
-		r.d.done <- err
-		if pfs != nil {
-			if _, err := pfs.PowerCut(); err != nil {
-				t.Fatal(err)
-			}
-		}
-		r.start()
-	}
+	abuse(t, r, pfs, cycles)
 	if err := w.stop(); err != nil {
 		t.Fatal(err)
 	}
-	s.down.Store(false)
-	s.kafkaOff.Store(false)
-	deadline := time.Now().Add(90 * time.Second)
-	for !o.allArrived() && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
-	time.Sleep(time.Second) // duplicates would come now
-	if err := r.d.stop(t); err != nil {
-		t.Errorf("exit after SIGTERM: %v\n%s", err, r.d.log())
-	}
+	drainAndStop(t, r, s, o)
 	if pfs == nil { // stats names the committed cursor
 		out, err := exec.Command(outboxdBinary(t), "stats", "-config", r.cfgPath).CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "journal ("+journalDir+"): cursor s=") {
 			t.Errorf("stats does not show the journal cursor: %v\n%s", err, out)
 		}
 	}
-	events := fmt.Sprintf("%d kills", cycles)
-	scenario := "journal: kill -9 while entries are appended, sinks down"
+	scenario, events := "journal: kill -9 while entries are appended, sinks down", fmt.Sprintf("%d kills", cycles)
 	if pfs != nil {
-		events = fmt.Sprintf("%d power cuts", cycles)
-		scenario = "journal: power cuts (powerfs) while entries are appended, sinks down"
+		scenario, events = "journal: power cuts (powerfs) while entries are appended, sinks down", fmt.Sprintf("%d power cuts", cycles)
 	}
 	events += fmt.Sprintf("; %d appends by systemd-journal-remote", w.runs)
-	for _, sink := range []string{"collector", "kafka"} {
-		sc := o.score(sink)
-		row := fmt.Sprintf("| %s | full | %s | %s | %d | %d | %d |", scenario, events, sink, sc.acked, sc.lost, sc.duplicated)
-		t.Log(row)
-		proofReport.Lock()
-		proofReport.rows = append(proofReport.rows, row)
-		proofReport.Unlock()
-		if sc.acked == 0 {
-			t.Errorf("%s: no entry written: the scenario tested nothing", sink)
-		}
-		if sc.lost > 0 || sc.duplicated > 0 {
-			t.Errorf("%s: %d of %d entries lost, %d duplicated; want 0 and 0\n%s", sink, sc.lost, sc.acked, sc.duplicated, lastLines(r.d.log(), 20))
-		}
-	}
+	reportExactlyOnce(t, o, scenario, events, func() string { return lastLines(r.d.log(), 20) })
 }
 
 // journalPowerCuts is journalProof with the data directory on powerfs and a
