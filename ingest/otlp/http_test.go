@@ -248,6 +248,7 @@ func TestStatuses(t *testing.T) {
 		{name: "truncated protobuf is 400 InvalidArgument", ct: ctProto, body: logsProto(t, strings.Repeat("y", 300))[:200], status: 400, code: codeInvalidArgument},
 		{name: "JSON of wrong types is 400", ct: ctJSON, body: []byte(`{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"timeUnixNano":{"a":1}}]}]}]}`), status: 400, code: codeInvalidArgument},
 		{name: "resourceLogs not an array is 400", ct: ctJSON, body: []byte(`{"resourceLogs":"nope"}`), status: 400, code: codeInvalidArgument},
+		{name: "a trace id that is not 16 bytes of hex is 400 (as the Collector answers)", ct: ctJSON, body: []byte(`{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"traceId":"zz"}]}]}]}`), status: 400, code: codeInvalidArgument, msgContains: "length"},
 		{name: "JSON that is not JSON is 400", ct: ctJSON, body: []byte(`{"resourceLogs":[`), status: 400, code: codeInvalidArgument},
 		{name: "a broken gzip stream is 400", ct: ctProto, enc: "gzip", body: gzipped(logsProto(t, "a"))[:15], status: 400, code: codeInvalidArgument},
 		{name: "an unknown content type is 415", ct: "text/plain", body: []byte("x"), status: 415, code: codeInvalidArgument},
@@ -359,6 +360,76 @@ func TestToken(t *testing.T) {
 		}
 		if r := post(t, url, ctProto, logsProto(t, "a"), "Authorization", "Bearer s3cret"); r.status != 200 || len(stored(t, q)) != 1 {
 			t.Fatalf("with the token: %d", r.status)
+		}
+	})
+}
+
+// gate is an Appender that holds every Append until it is opened, then
+// appends to the queue.
+type gate struct {
+	entered chan struct{}
+	open    chan struct{}
+	next    ingest.Appender
+}
+
+func (g gate) Append(ctx context.Context, source string, records [][]byte) error {
+	g.entered <- struct{}{}
+	<-g.open
+	return g.next.Append(ctx, source, records)
+}
+
+func TestAnswerAfterCommit(t *testing.T) {
+	t.Run("the 200 comes only once the outbox committed the records", func(t *testing.T) {
+		q := openQueue(t, 0)
+		g := gate{entered: make(chan struct{}), open: make(chan struct{}), next: ingest.QueueAppender{Queue: q}}
+		_, url := receiver(t, Config{FullWait: 10 * time.Second}, g)
+		answered := make(chan reply, 1)
+		go func() { answered <- post(t, url, ctProto, logsProto(t, "a", "b")) }()
+		<-g.entered
+		select {
+		case r := <-answered:
+			t.Fatalf("answered %d before the commit", r.status)
+		case <-time.After(100 * time.Millisecond):
+		}
+		close(g.open)
+		if r := <-answered; r.status != 200 || len(stored(t, q)) != 2 {
+			t.Fatalf("after the commit: %d", r.status)
+		}
+	})
+	t.Run("past max_concurrent requests at once, the next is 503 with Retry-After", func(t *testing.T) {
+		q := openQueue(t, 0)
+		g := gate{entered: make(chan struct{}), open: make(chan struct{}), next: ingest.QueueAppender{Queue: q}}
+		_, url := receiver(t, Config{MaxConcurrent: 1, FullWait: 10 * time.Second}, g)
+		first := make(chan reply, 1)
+		go func() { first <- post(t, url, ctProto, logsProto(t, "a")) }()
+		<-g.entered
+		r := post(t, url, ctProto, logsProto(t, "b"))
+		if code, _ := rpcStatus(t, r); r.status != 503 || code != codeUnavailable || r.header.Get("Retry-After") == "" {
+			t.Fatalf("second request: %d code %d", r.status, code)
+		}
+		close(g.open)
+		if r := <-first; r.status != 200 {
+			t.Fatalf("first request: %d", r.status)
+		}
+	})
+	t.Run("while the shared memory budget is taken, a request is 503 with Retry-After; one larger than the budget is 413", func(t *testing.T) {
+		q := openQueue(t, 0)
+		budget := ingest.NewBudget(1 << 20)
+		_, url := receiver(t, Config{Budget: budget, BudgetWait: 20 * time.Millisecond}, ingest.QueueAppender{Queue: q})
+		if !budget.TryAcquire(1 << 20) {
+			t.Fatal("budget not free")
+		}
+		r := post(t, url, ctProto, logsProto(t, "a"))
+		if r.status != 503 || r.header.Get("Retry-After") == "" {
+			t.Fatalf("budget taken: %d %q", r.status, r.body)
+		}
+		budget.Release(1 << 20)
+		r = post(t, url, ctProto, logsProto(t, strings.Repeat("z", 600<<10)))
+		if _, msg := rpcStatus(t, r); r.status != 413 || !strings.Contains(msg, "whole budget") {
+			t.Fatalf("larger than the budget: %d %q", r.status, msg)
+		}
+		if r := post(t, url, ctProto, logsProto(t, "a")); r.status != 200 || len(stored(t, q)) != 1 || budget.InUse() != 0 {
+			t.Fatalf("after: %d, budget in use %d", r.status, budget.InUse())
 		}
 	})
 }
