@@ -1,7 +1,6 @@
 package otlp
 
 import (
-	"bytes"
 	"compress/gzip"
 	"context"
 	"errors"
@@ -186,25 +185,27 @@ func (h *HTTP) readBody(w http.ResponseWriter, r *http.Request, charge func(int6
 		return nil, fmt.Errorf("%w %q: send gzip or none", errEncoding, enc)
 	}
 	in = io.LimitReader(in, limit+1)
-	var buf bytes.Buffer
-	chunk := make([]byte, 32<<10)
+	// The buffer doubles as it fills; each new buffer is charged whole,
+	// since the old one stays in memory until the collector frees it.
+	var buf []byte
 	for {
-		n, err := in.Read(chunk)
-		if n > 0 {
-			if int64(buf.Len()+n) > limit {
+		if len(buf) == cap(buf) {
+			if int64(len(buf)) > limit {
 				return nil, errTooLarge
 			}
-			if buf.Len()+n > buf.Cap() {
-				grow := max(int64(buf.Cap()), 64<<10)
-				if err := charge(grow); err != nil {
-					return nil, err
-				}
-				buf.Grow(int(grow))
+			next := int(min(max(2*int64(cap(buf)), 64<<10), limit+1))
+			if err := charge(int64(next)); err != nil {
+				return nil, err
 			}
-			buf.Write(chunk[:n])
+			buf = append(make([]byte, 0, next), buf...)
 		}
+		n, err := in.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
 		if err == io.EOF {
-			return buf.Bytes(), nil
+			if int64(len(buf)) > limit {
+				return nil, errTooLarge
+			}
+			return buf, nil
 		}
 		if err != nil {
 			var tooBig *http.MaxBytesError

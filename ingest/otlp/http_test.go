@@ -65,6 +65,16 @@ type reply struct {
 
 func post(t *testing.T, url, contentType string, body []byte, headers ...string) reply {
 	t.Helper()
+	r, err := tryPost(url, contentType, body, headers...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// tryPost is post for goroutines other than the test's: it returns the
+// error (a failed request is status 0).
+func tryPost(url, contentType string, body []byte, headers ...string) (reply, error) {
 	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 	req.Header.Set("Content-Type", contentType)
 	for i := 0; i+1 < len(headers); i += 2 {
@@ -72,11 +82,11 @@ func post(t *testing.T, url, contentType string, body []byte, headers ...string)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return reply{}, err
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return reply{resp.StatusCode, resp.Header, b}
+	return reply{resp.StatusCode, resp.Header, b}, nil
 }
 
 // rpcStatus decodes a google.rpc.Status body of either content type.
@@ -384,7 +394,8 @@ func TestAnswerAfterCommit(t *testing.T) {
 		g := gate{entered: make(chan struct{}), open: make(chan struct{}), next: ingest.QueueAppender{Queue: q}}
 		_, url := receiver(t, Config{FullWait: 10 * time.Second}, g)
 		answered := make(chan reply, 1)
-		go func() { answered <- post(t, url, ctProto, logsProto(t, "a", "b")) }()
+		body := logsProto(t, "a", "b")
+		go func() { r, _ := tryPost(url, ctProto, body); answered <- r }()
 		<-g.entered
 		select {
 		case r := <-answered:
@@ -401,7 +412,8 @@ func TestAnswerAfterCommit(t *testing.T) {
 		g := gate{entered: make(chan struct{}), open: make(chan struct{}), next: ingest.QueueAppender{Queue: q}}
 		_, url := receiver(t, Config{MaxConcurrent: 1, FullWait: 10 * time.Second}, g)
 		first := make(chan reply, 1)
-		go func() { first <- post(t, url, ctProto, logsProto(t, "a")) }()
+		body := logsProto(t, "a")
+		go func() { r, _ := tryPost(url, ctProto, body); first <- r }()
 		<-g.entered
 		r := post(t, url, ctProto, logsProto(t, "b"))
 		if code, _ := rpcStatus(t, r); r.status != 503 || code != codeUnavailable || r.header.Get("Retry-After") == "" {
