@@ -47,6 +47,8 @@ type Ingest struct {
 	Files  []FileInput    `koanf:"files"`
 	// Journal is the systemd journal input; nil: off.
 	Journal *JournalInput `koanf:"journal"`
+	// OTLP is the OpenTelemetry logs receiver; nil: off.
+	OTLP *OTLPInput `koanf:"otlp"`
 	// MemoryBudget is the memory every endpoint together may hold in
 	// records read but not yet stored; 0 takes the default (8 MiB).
 	MemoryBudget Size `koanf:"memory_budget"`
@@ -320,6 +322,9 @@ func (c *Config) applyDefaults() {
 	}
 	for i := range c.Ingest.Files {
 		c.Ingest.Files[i].applyDefaults()
+	}
+	if c.Ingest.OTLP != nil {
+		c.Ingest.OTLP.applyDefaults()
 	}
 	if c.Ingest.Journal != nil {
 		c.Ingest.Journal.applyDefaults()

@@ -13,7 +13,7 @@ import (
 )
 
 // Sources are the names routes give inputs (a record's "source").
-var Sources = []string{"http", "syslog", "file", "journal"}
+var Sources = []string{"http", "syslog", "file", "journal", "otlp"}
 
 var sinkNameRE = regexp.MustCompile(`^[A-Za-z0-9_]{1,58}$`)
 
@@ -111,6 +111,9 @@ func (c *Config) Warnings() []error {
 	if len(c.Ingest.Syslog) > 0 {
 		inputs = append(inputs, "syslog")
 	}
+	if c.Ingest.OTLP != nil {
+		inputs = append(inputs, "otlp")
+	}
 	for _, in := range inputs {
 		if !c.routed(in) {
 			warns = append(warns, problem("ingest."+in, "no route takes records from %s: they would be refused", in))
@@ -177,6 +180,21 @@ func (c *Config) validateListeners(add func(error)) {
 			claim(path, s.Listen)
 		}
 	}
+	if o := c.Ingest.OTLP; o != nil {
+		for _, l := range []struct {
+			path string
+			ln   *OTLPListener
+		}{{"ingest.otlp.http.listen", o.HTTP}, {"ingest.otlp.grpc.listen", o.GRPC}} {
+			if l.ln == nil {
+				continue
+			}
+			if _, _, err := net.SplitHostPort(l.ln.Listen); err != nil {
+				add(problem(l.path, "%q: want host:port", l.ln.Listen))
+			} else {
+				claim(l.path, "tcp://"+l.ln.Listen)
+			}
+		}
+	}
 	if c.Admin.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
 			add(problem("admin.listen", "%q: want host:port", c.Admin.Listen))
@@ -199,6 +217,9 @@ func (in Ingest) validate(add func(error)) {
 	}
 	if in.Journal != nil {
 		in.Journal.validate("ingest.journal", add)
+	}
+	if in.OTLP != nil {
+		in.OTLP.validate("ingest.otlp", add)
 	}
 }
 

@@ -55,7 +55,9 @@ type HTTPConfig struct {
 	Logger     *slog.Logger
 }
 
-func (c HTTPConfig) withDefaults() HTTPConfig {
+// WithDefaults fills in the zero values; other HTTP inputs (OTLP/HTTP)
+// share the same settings and defaults.
+func (c HTTPConfig) WithDefaults() HTTPConfig {
 	if c.Path == "" {
 		c.Path = "/v1/logs"
 	}
@@ -104,7 +106,7 @@ type HTTP struct {
 // NewHTTP returns the endpoint; mount Handler on a server with timeouts
 // (NewHTTPServer does).
 func NewHTTP(cfg HTTPConfig, app Appender) *HTTP {
-	cfg = cfg.withDefaults()
+	cfg = cfg.WithDefaults()
 	return &HTTP{cfg: cfg, app: app, sem: make(chan struct{}, cfg.MaxConcurrent)}
 }
 
@@ -119,6 +121,11 @@ func NewHTTPServer(addr string, h *HTTP) *http.Server {
 	if addr == "" {
 		addr = DefaultHTTPListen
 	}
+	return NewServer(addr, h)
+}
+
+// NewServer serves h at addr with the timeouts every HTTP input uses.
+func NewServer(addr string, h http.Handler) *http.Server {
 	return &http.Server{
 		Addr: addr, Handler: h,
 		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 60 * time.Second,
@@ -181,12 +188,16 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.store(w, r, records)
 }
 
-func (h *HTTP) authorized(r *http.Request) bool {
-	if h.cfg.Token == "" {
+func (h *HTTP) authorized(r *http.Request) bool { return Authorized(r, h.cfg.Token) }
+
+// Authorized tells whether r carries the bearer token; an empty token
+// lets every request in.
+func Authorized(r *http.Request, token string) bool {
+	if token == "" {
 		return true
 	}
 	got := r.Header.Get("Authorization")
-	want := "Bearer " + h.cfg.Token
+	want := "Bearer " + token
 	return subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
 }
 

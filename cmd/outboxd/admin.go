@@ -130,6 +130,13 @@ func (d *daemon) metrics() *prometheus.Registry {
 		counter("outboxd_ingest_refused_requests_total", "Requests refused, for any reason (bad input, full, auth, memory budget, no route).", l, func() float64 { return float64(h.Refused.Load()) })
 		counter("outboxd_ingest_truncated_records_total", helpTruncated, l, func() float64 { return float64(h.Truncated.Load()) })
 	}
+	if h := d.otlpHTTP; h != nil {
+		l := prometheus.Labels{"endpoint": "otlp_http"}
+		counter("outboxd_ingest_records_total", "Records accepted (committed).", l, func() float64 { return float64(h.Accepted.Load()) })
+		counter("outboxd_ingest_bytes_total", "Bytes of the accepted records.", l, func() float64 { return float64(h.Bytes.Load()) })
+		counter("outboxd_ingest_refused_requests_total", "Requests refused, for any reason (bad input, full, auth, memory budget, no route).", l, func() float64 { return float64(h.Refused.Load()) })
+		counter("outboxd_ingest_rejected_records_total", "OTLP log records over the record size limit, not stored and reported to the client in partial_success.", l, func() float64 { return float64(h.Rejected.Load()) })
+	}
 	for i, s := range d.syslogs {
 		l := prometheus.Labels{"endpoint": d.cfg.Ingest.Syslog[i].Listen}
 		counter("outboxd_ingest_records_total", "Records accepted (committed).", l, func() float64 { return float64(s.Received.Load()) })

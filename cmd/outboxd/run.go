@@ -23,6 +23,7 @@ import (
 	"github.com/outboxd/outboxd/ingest"
 	"github.com/outboxd/outboxd/ingest/files"
 	"github.com/outboxd/outboxd/ingest/journal"
+	"github.com/outboxd/outboxd/ingest/otlp"
 	"github.com/outboxd/outboxd/ingest/route"
 	"github.com/outboxd/outboxd/outbox"
 )
@@ -107,6 +108,7 @@ type daemon struct {
 	sinks      sinkSet
 	router     *route.Router
 	http       *ingest.HTTP
+	otlpHTTP   *otlp.HTTP
 	syslogs    []*ingest.Syslog
 	tailer     *files.Tailer
 	journal    *journal.Reader
@@ -140,15 +142,15 @@ func (d *daemon) run(ctx context.Context) error {
 
 	ingestCtx, stopIngest := context.WithCancel(context.Background())
 	var ingesting sync.WaitGroup
-	httpSrv, err := d.startIngest(ingestCtx, &ingesting)
+	ingestSrvs, err := d.startIngest(ingestCtx, &ingesting)
 	var adminSrv *http.Server
 	if err == nil {
 		adminSrv, err = d.startAdmin(&ingesting)
 	}
 	if err != nil { // a listener failed: stop the ones that started
 		stopIngest()
-		if httpSrv != nil {
-			httpSrv.Close()
+		for _, srv := range ingestSrvs {
+			srv.Close()
 		}
 		ingesting.Wait()
 		return err
@@ -170,7 +172,9 @@ func (d *daemon) run(ctx context.Context) error {
 	stopIngest()
 	reloads.Wait() // a reload still running ends now that ingest stopped: it waits on nothing else for long
 	shutCtx, cancel := context.WithTimeout(context.Background(), d.cfg.GracePeriod)
-	for _, srv := range []*http.Server{httpSrv, adminSrv} {
+	// The HTTP and OTLP/HTTP servers stop taking requests and wait for
+	// the ones in flight (answered once committed), then the admin server.
+	for _, srv := range append(ingestSrvs, adminSrv) {
 		if srv != nil {
 			srv.Shutdown(shutCtx)
 		}
@@ -320,12 +324,14 @@ func buildSink(name string, sc config.Sink, log *slog.Logger) (forwarders.Sink, 
 	return sink, nil
 }
 
-func (d *daemon) startIngest(ctx context.Context, wg *sync.WaitGroup) (*http.Server, error) {
+// startIngest starts every input. The HTTP servers it returns (HTTP
+// ingest, OTLP/HTTP) are the caller's to shut down, even with an error.
+func (d *daemon) startIngest(ctx context.Context, wg *sync.WaitGroup) ([]*http.Server, error) {
 	r := d.router
 	// One budget for every endpoint: the memory held by records read but
 	// not yet stored is bounded whoever sends them.
 	budget := ingest.NewBudget(int64(d.cfg.Ingest.MemoryBudget))
-	var srv *http.Server
+	var srvs []*http.Server
 	if h := d.cfg.Ingest.HTTP; h != nil {
 		endpoint := ingest.NewHTTP(ingest.HTTPConfig{Path: h.Path, Token: h.Token, MaxBodyBytes: int64(h.MaxBodyBytes),
 			MaxRecordBytes: int(h.MaxRecordBytes), MaxConcurrent: h.MaxConcurrent, Budget: budget, Logger: d.log}, r)
@@ -334,7 +340,8 @@ func (d *daemon) startIngest(ctx context.Context, wg *sync.WaitGroup) (*http.Ser
 		if err != nil {
 			return nil, fmt.Errorf("ingest.http.listen: %w", err)
 		}
-		srv = ingest.NewHTTPServer(h.Listen, endpoint)
+		srv := ingest.NewHTTPServer(h.Listen, endpoint)
+		srvs = append(srvs, srv)
 		wg.Go(func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				d.log.Error("http ingest", "err", err)
@@ -342,15 +349,31 @@ func (d *daemon) startIngest(ctx context.Context, wg *sync.WaitGroup) (*http.Ser
 		})
 		d.log.Info("http ingest listening", "addr", ln.Addr().String())
 	}
+	if o := d.cfg.Ingest.OTLP; o != nil && o.HTTP != nil {
+		rcv := otlp.NewHTTP(otlp.Config{Budget: budget, Logger: d.log}, r)
+		d.otlpHTTP = rcv
+		ln, err := net.Listen("tcp", o.HTTP.Listen)
+		if err != nil {
+			return srvs, fmt.Errorf("ingest.otlp.http.listen: %w", err)
+		}
+		srv := otlp.NewHTTPServer(o.HTTP.Listen, rcv)
+		srvs = append(srvs, srv)
+		wg.Go(func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				d.log.Error("otlp http ingest", "err", err)
+			}
+		})
+		d.log.Info("otlp http ingest listening", "addr", ln.Addr().String())
+	}
 	for i, sl := range d.cfg.Ingest.Syslog {
 		s, err := ingest.NewSyslog(ingest.SyslogConfig{Listen: sl.Listen, MaxConnections: sl.MaxConnections,
 			IdleTimeout: sl.IdleTimeout, SocketMode: os.FileMode(sl.SocketMode), Budget: budget, Logger: d.log}, r)
 		if err != nil {
-			return srv, fmt.Errorf("ingest.syslog[%d]: %w", i, err)
+			return srvs, fmt.Errorf("ingest.syslog[%d]: %w", i, err)
 		}
 		addr, err := s.Listen()
 		if err != nil {
-			return srv, fmt.Errorf("ingest.syslog[%d]: %w", i, err)
+			return srvs, fmt.Errorf("ingest.syslog[%d]: %w", i, err)
 		}
 		d.syslogs = append(d.syslogs, s)
 		wg.Go(func() {
@@ -365,7 +388,7 @@ func (d *daemon) startIngest(ctx context.Context, wg *sync.WaitGroup) (*http.Ser
 		// full outbox stops the reading (the files are the buffer).
 		t, err := files.New(files.Config{Inputs: d.cfg.Ingest.Files, Logger: d.log}, r)
 		if err != nil {
-			return srv, err
+			return srvs, err
 		}
 		d.tailer = t
 		wg.Go(func() {
@@ -384,7 +407,7 @@ func (d *daemon) startIngest(ctx context.Context, wg *sync.WaitGroup) (*http.Ser
 		wg.Go(func() { jr.Run(ctx) })
 		d.log.Info("journal ingest started", "directory", j.Directory, "units", j.Units, "read_from", j.ReadFrom)
 	}
-	return srv, nil
+	return srvs, nil
 }
 
 func startCPUProfile(path string) (stop func(), err error) {

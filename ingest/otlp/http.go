@@ -1,0 +1,331 @@
+package otlp
+
+import (
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/plog"
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/outboxd/outboxd/ingest"
+	"github.com/outboxd/outboxd/outbox"
+)
+
+// DefaultHTTPListen is OTLP/HTTP's port, on loopback only.
+const DefaultHTTPListen = "127.0.0.1:4318"
+
+// Config configures the receiver: the settings and defaults of HTTP
+// ingest (body and record limits, concurrency, full wait, the shared
+// budget, the bearer token). Path defaults to /v1/logs, OTLP's path.
+type Config = ingest.HTTPConfig
+
+// HTTP is the OTLP/HTTP logs receiver.
+type HTTP struct {
+	cfg Config
+	app ingest.Appender
+	sem chan struct{}
+
+	Accepted atomic.Int64 // records accepted (committed)
+	Bytes    atomic.Int64 // bytes of the accepted records, as stored
+	Refused  atomic.Int64 // requests refused, for any reason
+	Rejected atomic.Int64 // records over the record limit, reported in partial_success
+}
+
+// NewHTTP returns the receiver; serve it with NewHTTPServer.
+func NewHTTP(cfg Config, app ingest.Appender) *HTTP {
+	cfg = cfg.WithDefaults()
+	return &HTTP{cfg: cfg, app: app, sem: make(chan struct{}, cfg.MaxConcurrent)}
+}
+
+// NewHTTPServer serves h at addr (DefaultHTTPListen when empty) with
+// timeouts that keep slow clients from holding connections.
+func NewHTTPServer(addr string, h *HTTP) *http.Server {
+	if addr == "" {
+		addr = DefaultHTTPListen
+	}
+	return ingest.NewServer(addr, h)
+}
+
+const (
+	ctProto = "application/x-protobuf"
+	ctJSON  = "application/json"
+)
+
+// gRPC status codes used in google.rpc.Status bodies.
+const (
+	codeInvalidArgument    = 3
+	codeResourceExhausted  = 8
+	codeFailedPrecondition = 9
+	codeInternal           = 13
+	codeUnavailable        = 14
+	codeUnimplemented      = 12
+	codeUnauthenticated    = 16
+)
+
+func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ct, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil {
+		ct = ""
+	}
+	if ct != ctProto {
+		ct = ctJSON // errors about the content type itself are answered in JSON
+	}
+	if r.URL.Path != h.cfg.Path {
+		h.fail(w, ct, http.StatusNotFound, codeUnimplemented, "no such endpoint; POST logs to "+h.cfg.Path)
+		return
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		h.fail(w, ct, http.StatusMethodNotAllowed, codeUnimplemented, "use POST")
+		return
+	}
+	if !ingest.Authorized(r, h.cfg.Token) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="outboxd"`)
+		h.fail(w, ct, http.StatusUnauthorized, codeUnauthenticated, "missing or wrong bearer token")
+		return
+	}
+	if got, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); got != ctProto && got != ctJSON {
+		h.fail(w, ct, http.StatusUnsupportedMediaType, codeInvalidArgument,
+			fmt.Sprintf("content type %q: send application/x-protobuf or application/json", r.Header.Get("Content-Type")))
+		return
+	}
+	select {
+	case h.sem <- struct{}{}:
+		defer func() { <-h.sem }()
+	default:
+		w.Header().Set("Retry-After", "1")
+		h.fail(w, ct, http.StatusServiceUnavailable, codeUnavailable, "too many requests at once; retry later")
+		return
+	}
+	// What the request holds of the budget is given back once its records
+	// are committed or refused.
+	var held int64
+	defer func() { h.cfg.Budget.Release(held) }()
+	charge := func(n int64) error {
+		if held+n > h.cfg.Budget.Size() {
+			return fmt.Errorf("%d bytes: %w", held+n, ingest.ErrOverBudget)
+		}
+		if err := h.cfg.Budget.AcquireWithin(r.Context(), n, h.cfg.BudgetWait); err != nil {
+			return err
+		}
+		held += n
+		return nil
+	}
+	body, err := h.readBody(w, r, charge)
+	if err != nil {
+		h.failRead(w, ct, err)
+		return
+	}
+	// The decoded logs take about twice the body's size.
+	if err := charge(2 * int64(len(body))); err != nil {
+		h.failRead(w, ct, err)
+		return
+	}
+	ld, err := decode(ct, body)
+	if err != nil {
+		h.fail(w, ct, http.StatusBadRequest, codeInvalidArgument, err.Error())
+		return
+	}
+	b := &builder{received: time.Now().UTC(), host: h.cfg.Host, maxRecord: h.cfg.MaxRecordBytes}
+	b.build(ld)
+	if err := charge(b.bytes); err != nil {
+		h.failRead(w, ct, err)
+		return
+	}
+	h.store(w, r, ct, b)
+}
+
+// decode reads an ExportLogsServiceRequest (its wire form is LogsData's).
+func decode(ct string, body []byte) (plog.Logs, error) {
+	var (
+		ld  plog.Logs
+		err error
+	)
+	if ct == ctProto {
+		ld, err = (&plog.ProtoUnmarshaler{}).UnmarshalLogs(body)
+	} else {
+		ld, err = (&plog.JSONUnmarshaler{}).UnmarshalLogs(body)
+	}
+	if err != nil {
+		return plog.Logs{}, fmt.Errorf("undecodable ExportLogsServiceRequest: %w", err)
+	}
+	return ld, nil
+}
+
+var (
+	errTooLarge = errors.New("body too large")
+	errBusy     = errors.New("ingest memory budget busy")
+	errGzip     = errors.New("gzip")
+	errEncoding = errors.New("content encoding")
+)
+
+// readBody reads the whole body, decompressed, failing with errTooLarge
+// past MaxBodyBytes after decompression (a gzip bomb stops there), and
+// charging the budget as it grows.
+func (h *HTTP) readBody(w http.ResponseWriter, r *http.Request, charge func(int64) error) ([]byte, error) {
+	limit := h.cfg.MaxBodyBytes
+	in := io.Reader(http.MaxBytesReader(w, r.Body, limit))
+	switch enc := r.Header.Get("Content-Encoding"); enc {
+	case "", "identity":
+	case "gzip":
+		zr, err := gzip.NewReader(in)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", errGzip, err)
+		}
+		in = zr
+	default:
+		return nil, fmt.Errorf("%w %q: send gzip or none", errEncoding, enc)
+	}
+	in = io.LimitReader(in, limit+1)
+	// The buffer doubles as it fills; each new buffer is charged whole,
+	// since the old one stays in memory until the collector frees it.
+	var buf []byte
+	for {
+		if len(buf) == cap(buf) {
+			if int64(len(buf)) > limit {
+				return nil, errTooLarge
+			}
+			next := int(min(max(2*int64(cap(buf)), 64<<10), limit+1))
+			if err := charge(int64(next)); err != nil {
+				return nil, err
+			}
+			buf = append(make([]byte, 0, next), buf...)
+		}
+		n, err := in.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			if int64(len(buf)) > limit {
+				return nil, errTooLarge
+			}
+			return buf, nil
+		}
+		if err != nil {
+			var tooBig *http.MaxBytesError
+			switch {
+			case errors.As(err, &tooBig):
+				return nil, errTooLarge
+			case errors.Is(err, gzip.ErrChecksum), errors.Is(err, gzip.ErrHeader), errors.Is(err, io.ErrUnexpectedEOF):
+				return nil, fmt.Errorf("%w: %w", errGzip, err)
+			}
+			return nil, fmt.Errorf("read body: %w", err)
+		}
+	}
+}
+
+// failRead answers a body that could not be read or charged.
+func (h *HTTP) failRead(w http.ResponseWriter, ct string, err error) {
+	switch {
+	case errors.Is(err, errTooLarge):
+		h.fail(w, ct, http.StatusRequestEntityTooLarge, codeInvalidArgument,
+			fmt.Sprintf("body over %d bytes (after decompression)", h.cfg.MaxBodyBytes))
+	case errors.Is(err, ingest.ErrOverBudget):
+		h.fail(w, ct, http.StatusRequestEntityTooLarge, codeInvalidArgument,
+			fmt.Sprintf("the request needs more memory than ingest's whole budget (%d bytes); send smaller requests", h.cfg.Budget.Size()))
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		w.Header().Set("Retry-After", "1")
+		h.fail(w, ct, http.StatusServiceUnavailable, codeUnavailable, "ingest is busy (its memory budget is taken); retry later")
+	case errors.Is(err, errGzip), errors.Is(err, errEncoding):
+		h.fail(w, ct, http.StatusBadRequest, codeInvalidArgument, err.Error())
+	default:
+		h.fail(w, ct, http.StatusBadRequest, codeInvalidArgument, err.Error())
+	}
+}
+
+// store appends the records, all or none, and answers only once they are
+// committed.
+func (h *HTTP) store(w http.ResponseWriter, r *http.Request, ct string, b *builder) {
+	if len(b.records) > 0 {
+		ctx, cancel := context.WithTimeout(r.Context(), h.cfg.FullWait)
+		err := h.app.Append(ctx, Source, b.records)
+		cancel()
+		switch {
+		case err == nil:
+		case errors.Is(err, outbox.ErrQueueFull):
+			w.Header().Set("Retry-After", "1")
+			h.fail(w, ct, http.StatusServiceUnavailable, codeUnavailable, "the outbox is full; retry later")
+			return
+		case errors.Is(err, outbox.ErrDiskFull):
+			w.Header().Set("Retry-After", "5")
+			h.fail(w, ct, http.StatusServiceUnavailable, codeResourceExhausted, "the disk is full; nothing of this request was stored; retry later")
+			return
+		case errors.Is(err, ingest.ErrNoRoute):
+			h.fail(w, ct, http.StatusUnprocessableEntity, codeFailedPrecondition, "no route takes records from source otlp, so nothing was stored; "+
+				"the configuration's routes must include one for otlp (retrying will not help)")
+			return
+		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+			w.Header().Set("Retry-After", "1")
+			h.fail(w, ct, http.StatusServiceUnavailable, codeUnavailable, "the outbox did not take the records in time; nothing was stored; retry later")
+			return
+		default:
+			h.cfg.Logger.Error("store otlp records", "count", len(b.records), "err", err)
+			h.fail(w, ct, http.StatusInternalServerError, codeInternal, "could not store the records; nothing was stored")
+			return
+		}
+		h.Accepted.Add(int64(len(b.records)))
+		h.Bytes.Add(b.bytes)
+	}
+	msg := ""
+	if b.rejected > 0 {
+		h.Rejected.Add(int64(b.rejected))
+		msg = fmt.Sprintf("%d log records over the record size limit of %d bytes (as stored) were not stored", b.rejected, h.cfg.MaxRecordBytes)
+	}
+	w.Header().Set("Content-Type", ct)
+	w.WriteHeader(http.StatusOK)
+	w.Write(exportResponse(ct, int64(b.rejected), msg))
+}
+
+// fail answers status with a google.rpc.Status body in content type ct.
+func (h *HTTP) fail(w http.ResponseWriter, ct string, status, code int, msg string) {
+	h.Refused.Add(1)
+	w.Header().Set("Content-Type", ct)
+	w.WriteHeader(status)
+	w.Write(statusBody(ct, code, msg))
+}
+
+// exportResponse is an ExportLogsServiceResponse; partial_success is set
+// when records were rejected.
+func exportResponse(ct string, rejected int64, msg string) []byte {
+	if ct == ctJSON {
+		if rejected == 0 {
+			return []byte("{}")
+		}
+		b := []byte(`{"partialSuccess":{"rejectedLogRecords":"`)
+		b = strconv.AppendInt(b, rejected, 10)
+		b = append(b, `","errorMessage":`...)
+		b = ingest.AppendJSONString(b, msg)
+		return append(b, "}}"...)
+	}
+	if rejected == 0 {
+		return []byte{}
+	}
+	var ps []byte
+	ps = protowire.AppendTag(ps, 1, protowire.VarintType)
+	ps = protowire.AppendVarint(ps, uint64(rejected))
+	ps = protowire.AppendTag(ps, 2, protowire.BytesType)
+	ps = protowire.AppendString(ps, msg)
+	b := protowire.AppendTag(nil, 1, protowire.BytesType)
+	return protowire.AppendBytes(b, ps)
+}
+
+// statusBody is a google.rpc.Status with code and message.
+func statusBody(ct string, code int, msg string) []byte {
+	if ct == ctJSON {
+		b := []byte(`{"code":`)
+		b = strconv.AppendInt(b, int64(code), 10)
+		b = append(b, `,"message":`...)
+		b = ingest.AppendJSONString(b, msg)
+		return append(b, '}')
+	}
+	b := protowire.AppendTag(nil, 1, protowire.VarintType)
+	b = protowire.AppendVarint(b, uint64(code))
+	b = protowire.AppendTag(b, 2, protowire.BytesType)
+	return protowire.AppendString(b, msg)
+}
