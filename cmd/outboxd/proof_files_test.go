@@ -223,3 +223,17 @@ func (o *oracle) duplicateSources(n int) string {
 	}
 	return b.String()
 }
+
+// lostNumbers lists up to n acknowledged numbers that never reached sink.
+func (o *oracle) lostNumbers(sink string, n int) []int64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var lost []int64
+	for k := range o.acked {
+		if o.arrived[sink][k] == 0 && !o.excused[sink][k] {
+			lost = append(lost, k)
+		}
+	}
+	slices.Sort(lost)
+	return lost[:min(n, len(lost))]
+}

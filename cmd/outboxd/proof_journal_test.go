@@ -116,7 +116,9 @@ func journalProof(t *testing.T, dataDir string, pfs *powerfs.FS, cycles int) {
 		scenario, events = "journal: power cuts (powerfs) while entries are appended, sinks down", fmt.Sprintf("%d power cuts", cycles)
 	}
 	events += fmt.Sprintf("; %d appends by systemd-journal-remote", w.runs)
-	reportExactlyOnce(t, o, scenario, events, func() string { return lastLines(r.d.log(), 20) })
+	reportExactlyOnce(t, o, scenario, events, func() string {
+		return fmt.Sprintf("lost %v of 0..%d\n%s", o.lostNumbers("collector", 10), o.next.Load()-1, lastLines(r.d.log(), 20))
+	})
 }
 
 // journalPowerCuts is journalProof with the data directory on powerfs and a
