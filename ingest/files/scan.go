@@ -235,7 +235,7 @@ func (t *Tailer) classify(f *os.File, m found, cw *copyWait, now time.Time) (fro
 				return from, true
 			}
 			maybe = true
-		} else if p.shorterThanACopy(size) {
+		} else if p.partialCopy(f, size) {
 			maybe = true
 		}
 	}
