@@ -132,7 +132,10 @@ func journalProof(t *testing.T, dataDir string, pfs *powerfs.FS, cycles int) {
 		for _, n := range lost {
 			in = append(in, fmt.Sprintf("%d: %d times in the journal", n, bytes.Count(out, []byte(fmt.Sprintf("proof-%d-", n)))))
 		}
-		return fmt.Sprintf("lost %v of 0..%d (%s)\n%s", lost, o.next.Load()-1, strings.Join(in, "; "), lastLines(r.d.log(), 20))
+		o.mu.Lock()
+		unnumbered := o.unnumbered
+		o.mu.Unlock()
+		return fmt.Sprintf("lost %v of 0..%d (%s); %d records arrived without a number\n%s", lost, o.next.Load()-1, strings.Join(in, "; "), unnumbered, lastLines(r.d.log(), 20))
 	})
 }
 

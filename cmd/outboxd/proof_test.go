@@ -53,6 +53,8 @@ type oracle struct {
 	// where, when set, tells where each record that arrived at the
 	// collector came from (the files scenarios: path and offset).
 	where map[int64][]string
+	// unnumbered counts records at the collector that carry no number.
+	unnumbered int
 }
 
 func newOracle() *oracle {
@@ -88,6 +90,13 @@ func (o *oracle) arrive(sink string, data []byte) {
 	for _, m := range proofNumber.FindAllSubmatch(data, -1) {
 		n, _ := strconv.ParseInt(string(m[1]), 10, 64)
 		o.arrived[sink][n]++
+	}
+	if sink == "collector" {
+		for _, l := range bytes.Split(data, []byte("\n")) {
+			if len(bytes.TrimSpace(l)) > 0 && !proofNumber.Match(l) {
+				o.unnumbered++ // a record that lost its payload on the way
+			}
+		}
 	}
 	if o.where != nil && sink == "collector" {
 		for _, l := range bytes.Split(data, []byte("\n")) {
