@@ -46,15 +46,25 @@ func outboxdBinary(t *testing.T) string {
 	return binary
 }
 
+// freePort returns a port nothing listens on now and that no other call in
+// this process returned: the kernel may hand a just-closed port out again,
+// and two listeners of one config on the same port make it invalid.
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if _, taken := portsGiven.LoadOrStore(port, true); !taken {
+			return port
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
+
+var portsGiven sync.Map // int -> true
 
 // collector keeps every NDJSON line posted to it.
 type collector struct {
