@@ -363,22 +363,34 @@ type consumer struct {
 }
 
 func newConsumer(broker *kfake.Cluster) (*consumer, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(broker.ListenAddrs()...), kgo.ConsumeTopics("bench"),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(50*time.Millisecond))
+	c := &consumer{}
+	var err error
+	c.cl, c.cancel, c.done, err = pollTopic(broker, "bench", c.add)
 	if err != nil {
 		return nil, err
 	}
+	return c, nil
+}
+
+// pollTopic reads topic from its start and hands every record to add with
+// its arrival time, until cancel; done closes when the poller has stopped.
+func pollTopic(broker *kfake.Cluster, topic string, add func([]byte, time.Time)) (*kgo.Client, context.CancelFunc, chan struct{}, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(broker.ListenAddrs()...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(50*time.Millisecond))
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &consumer{cl: cl, cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(c.done)
+	done := make(chan struct{})
+	go func() { // owned by the caller's close: cancel, then wait on done
+		defer close(done)
 		for ctx.Err() == nil {
 			fetches := cl.PollFetches(ctx)
 			now := time.Now()
-			fetches.EachRecord(func(r *kgo.Record) { c.add(r.Value, now) })
+			fetches.EachRecord(func(r *kgo.Record) { add(r.Value, now) })
 		}
 	}()
-	return c, nil
+	return cl, cancel, done, nil
 }
 
 // add keeps the first arrival of each numbered message. It runs for every

@@ -49,22 +49,12 @@ type lineCounter struct {
 }
 
 func newLineCounter(broker *kfake.Cluster, topic string) (*lineCounter, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(broker.ListenAddrs()...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(50*time.Millisecond))
+	c := &lineCounter{}
+	var err error
+	c.cl, c.cancel, c.done, err = pollTopic(broker, topic, c.add)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	c := &lineCounter{cl: cl, cancel: cancel, done: make(chan struct{})}
-	// Owned by c: close cancels it and waits.
-	go func() {
-		defer close(c.done)
-		for ctx.Err() == nil {
-			fetches := cl.PollFetches(ctx)
-			now := time.Now()
-			fetches.EachRecord(func(r *kgo.Record) { c.add(r.Value, now) })
-		}
-	}()
 	return c, nil
 }
 
