@@ -175,6 +175,8 @@ func (d *daemon) metrics() *prometheus.Registry {
 		counter("outboxd_journal_filtered_total", "Journal entries read and left out by ingest.journal.units (their cursor is committed).", nil, func() float64 { return float64(st.Filtered.Load()) })
 		counter("outboxd_journal_restarts_total", "journalctl runs that failed (exited, killed, missing) or whose commit failed; run again from the committed cursor.", nil, func() float64 { return float64(st.Restarts.Load()) })
 		counter("outboxd_journal_cursor_not_found_total", "Starts whose stored cursor was no longer in the journal (vacuumed).", nil, func() float64 { return float64(st.Vacuumed.Load()) })
+		counter("outboxd_journal_rereads_total", "Entries read again because their fields did not add up to their cursor's hash (journalctl read them while they were being written).", nil, func() float64 { return float64(st.Rereads.Load()) })
+		counter("outboxd_journal_partial_total", "Entries stored although their fields never added up to their cursor's hash (a damaged journal file).", nil, func() float64 { return float64(st.Partial.Load()) })
 	}
 	return reg
 }

@@ -362,6 +362,7 @@ type proofRun struct {
 	httpPort   int
 	syslogPort int
 	d          *daemonProc
+	earlier    []string // the logs of the daemons started before d
 }
 
 func newProofRun(t *testing.T, s *proofSinks, dataDir, durability string) *proofRun {
@@ -371,7 +372,15 @@ func newProofRun(t *testing.T, s *proofSinks, dataDir, durability string) *proof
 	return r
 }
 
-func (r *proofRun) start() { r.d = startDaemon(r.t, r.cfgPath) }
+func (r *proofRun) start() {
+	if r.d != nil {
+		r.earlier = append(r.earlier, r.d.log())
+	}
+	r.d = startDaemon(r.t, r.cfgPath)
+}
+
+// logs are every daemon's logs of the run, in order.
+func (r *proofRun) logs() string { return strings.Join(append(r.earlier, r.d.log()), "") }
 
 // kill sends SIGKILL and waits for the process to be gone.
 func (r *proofRun) kill(l *loader) {

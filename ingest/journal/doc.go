@@ -22,6 +22,13 @@
 //   - journalctl exiting, killed or missing: it is run again from the
 //     committed cursor after a capped backoff; Healthy says why meanwhile.
 //     It dies with outboxd (Pdeathsig); its stderr goes to the log.
+//   - An entry read while its writer is still writing it can come out of
+//     journalctl with a field missing (sd-journal skips a data object it
+//     cannot read yet: systemd/systemd#40263). Each entry's fields are
+//     checked against the XOR hash in its cursor; one that does not add up
+//     ends the run (the entries before it committed) and is read again
+//     shortly; after maxRereads reads it is stored as read, logged and
+//     counted (a damaged journal file).
 //   - A full outbox stops the commits, then the reading, then journalctl on
 //     its full pipe: nothing is dropped.
 package journal

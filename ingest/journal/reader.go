@@ -65,6 +65,8 @@ type Stats struct {
 	Filtered atomic.Int64 // entries read and left out by units
 	Restarts atomic.Int64 // journalctl runs that failed (exited, killed, missing, unreadable output) or whose commit failed
 	Vacuumed atomic.Int64 // starts whose stored cursor was no longer in the journal
+	Rereads  atomic.Int64 // entries read again: their fields did not add up to their cursor's hash (read while being written)
+	Partial  atomic.Int64 // entries stored although their fields never added up (after maxRereads reads: a damaged journal)
 }
 
 // Reader reads the journal through journalctl and commits the entries with
@@ -83,7 +85,19 @@ type Reader struct {
 	batch  atomic.Int64
 	mu     sync.Mutex
 	cursor string // the committed cursor, for stats
+
+	// Run's own: the entry read again because it did not add up, how
+	// often, and the one to take as it is (it never added up).
+	reread  string
+	rereads int
+	accept  string
 }
+
+// maxRereads is how often an entry whose fields do not add up to its
+// cursor's hash is read again (over about 2.5 s) before it is stored as
+// read: an entry still being written adds up within milliseconds; one that
+// never does is damaged on disk.
+const maxRereads = 8
 
 // New returns a reader; Run starts it.
 func New(cfg Config, c Committer) *Reader {
@@ -207,6 +221,16 @@ func (r *Reader) Run(ctx context.Context) error {
 			follow = true // caught up: follow from here
 			continue
 		}
+		var inc *incompleteError
+		if errors.As(err, &inc) {
+			// Not a failure: catch up again from the committed cursor
+			// (the entries before this one are committed) after a moment.
+			follow = false
+			if !r.sleep(ctx, r.rereadAfter(inc.cursor)) {
+				return nil
+			}
+			continue
+		}
 		if err == nil {
 			err = errors.New("journalctl --follow ended")
 		}
@@ -217,6 +241,41 @@ func (r *Reader) Run(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// rereadAfter counts another read of the entry at cursor and says how long
+// to wait before it: 10 ms, doubling, at most 1 s. At maxRereads the entry
+// is taken as it is read next.
+func (r *Reader) rereadAfter(cursor string) time.Duration {
+	r.stats.Rereads.Add(1)
+	if cursor != r.reread {
+		r.reread, r.rereads = cursor, 0
+		r.log.Info("journal: an entry came out of journalctl without all its fields (read while being written): reading it again", "cursor", cursor)
+	}
+	r.rereads++
+	if r.rereads >= maxRereads {
+		r.accept = cursor
+	}
+	return min(10*time.Millisecond<<(r.rereads-1), time.Second)
+}
+
+func (r *Reader) sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// incompleteError ends a session at an entry whose fields do not add up to
+// its cursor's hash: journalctl read it while it was being written.
+type incompleteError struct{ cursor string }
+
+func (e *incompleteError) Error() string {
+	return "journal: entry " + e.cursor + " read while it was being written (its fields do not add up to its cursor's hash); reading it again"
 }
 
 var versionRE = regexp.MustCompile(`^systemd (\d+)`)
@@ -472,8 +531,9 @@ func (r *Reader) session(ctx context.Context, cursor string, follow bool) (strin
 	})
 	perr := r.parse(sctx, stdout, cursor, h)
 	h.close()
-	if perr != nil {
-		cancel()
+	var inc *incompleteError
+	if perr != nil && !errors.As(perr, &inc) {
+		cancel() // an incomplete entry: the entries before it are committed first
 	}
 	res := <-committed
 	if perr != nil {
@@ -487,6 +547,8 @@ func (r *Reader) session(ctx context.Context, cursor string, follow bool) (strin
 		return res.cursor, res.n, ctx.Err()
 	case res.err != nil:
 		return res.cursor, res.n, fmt.Errorf("journal: commit entries: %w", res.err)
+	case inc != nil:
+		return res.cursor, res.n, perr
 	case perr != nil:
 		return res.cursor, res.n, fmt.Errorf("journal: read %s's output: %w", r.cfg.Journalctl, perr)
 	case werr != nil:
@@ -522,6 +584,7 @@ func (r *Reader) parse(ctx context.Context, stdout io.Reader, cursor string, h *
 	x := newExportReader(stdout, 1<<20)
 	enc := newEncoder(r.cfg.Host)
 	first := cursor != fromStart
+	var scratch []byte // complete's
 	var b batch
 	flush := func() error {
 		if b.cursor == "" {
@@ -550,6 +613,17 @@ func (r *Reader) parse(ctx context.Context, stdout io.Reader, cursor string, h *
 			}
 			r.stats.Vacuumed.Add(1)
 			r.log.Warn("journal: cursor not found (vacuumed?): reading on from the entry after where it was", "cursor", cursor, "first", string(c))
+		}
+		if !complete(e, c, &scratch) {
+			if string(c) != r.accept {
+				if err := flush(); err != nil {
+					return err
+				}
+				return &incompleteError{cursor: string(c)}
+			}
+			r.stats.Partial.Add(1)
+			r.log.Warn("journal: an entry's fields never added up to its cursor's hash: stored as read (a damaged journal file?)",
+				"cursor", string(c), "reads", maxRereads)
 		}
 		if b.cursor == "" {
 			enc.reset(time.Now())
