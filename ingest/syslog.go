@@ -16,8 +16,9 @@ const (
 )
 
 // SyslogMessage is one parsed syslog message. Absent fields are empty (the
-// RFC 5424 nil value "-" reads as empty), Facility and Severity are -1
-// without a PRI, and Timestamp is zero when the message carries none.
+// RFC 5424 nil value "-" reads as empty), Facility and Severity are user and
+// notice without a PRI (RFC 3164 section 4.3.3), and Timestamp is zero when
+// the message carries none.
 type SyslogMessage struct {
 	Format         string
 	Facility       int
@@ -38,9 +39,14 @@ type SyslogMessage struct {
 // read is kept in Message. now supplies the year for RFC 3164 timestamps.
 func ParseSyslog(b []byte, now time.Time) SyslogMessage {
 	b = bytes.TrimRight(b, "\x00\r\n")
-	m := SyslogMessage{Format: FormatUnparsed, Facility: -1, Severity: -1, Message: b}
+	m := SyslogMessage{Format: FormatUnparsed, Facility: noPRI / 8, Severity: noPRI % 8, Message: b}
 	pri, rest, ok := parsePRI(b)
 	if !ok {
+		// A message that still starts with a timestamp is RFC 3164 without
+		// its PRI; anything else is kept whole.
+		if _, _, ok := parse3164Time(b, now); ok {
+			parse3164(b, now, &m)
+		}
 		return m
 	}
 	m.Facility, m.Severity = pri/8, pri%8
@@ -49,9 +55,20 @@ func ParseSyslog(b []byte, now time.Time) SyslogMessage {
 			return m
 		}
 	}
+	// Real senders put spaces between the PRI and the timestamp; rsyslog
+	// reads past them, and so do we, when a timestamp follows.
+	if t := bytes.TrimLeft(rest, " "); len(t) < len(rest) {
+		if _, _, ok := parse3164Time(t, now); ok {
+			rest = t
+		}
+	}
 	parse3164(rest, now, &m)
 	return m
 }
+
+// noPRI is the priority of a message without one: user.notice, as RFC 3164
+// section 4.3.3 has a relay insert.
+const noPRI = 13
 
 // parsePRI reads "<N>" with N in 0..191, at most three digits.
 func parsePRI(b []byte) (int, []byte, bool) {

@@ -63,14 +63,45 @@ func TestParseSyslog(t *testing.T) {
 			SyslogMessage{Format: FormatRFC3164, Facility: 1, Severity: 3, Hostname: "just", Message: []byte("some text")},
 		},
 		{
-			"no PRI at all is kept whole",
+			"no PRI and no timestamp: kept whole, user.notice (RFC 3164 4.3.3)",
 			"kernel: oops",
-			SyslogMessage{Format: FormatUnparsed, Facility: -1, Severity: -1, Message: []byte("kernel: oops")},
+			SyslogMessage{Format: FormatUnparsed, Facility: 1, Severity: 5, Message: []byte("kernel: oops")},
+		},
+		{
+			"no PRI but a timestamp: the rest parsed as RFC 3164, user.notice",
+			"Nov 26 14:59:58 till-3 pos[4242]: drawer opened",
+			SyslogMessage{Format: FormatRFC3164, Facility: 1, Severity: 5,
+				Timestamp: time.Date(2026, 11, 26, 14, 59, 58, 0, time.UTC),
+				Hostname:  "till-3", AppName: "pos", ProcID: "4242", Message: []byte("drawer opened")},
+		},
+		{
+			"no PRI but an RFC 3339 timestamp",
+			"2026-11-26T10:00:00Z gw sshd[9]: accepted",
+			SyslogMessage{Format: FormatRFC3164, Facility: 1, Severity: 5,
+				Timestamp: time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC), Hostname: "gw", AppName: "sshd", ProcID: "9", Message: []byte("accepted")},
+		},
+		{
+			"spaces between the PRI and the timestamp (rsyslog reads past them)",
+			"<13>  Nov 26 14:59:58 till-3 pos[4242]: drawer opened",
+			SyslogMessage{Format: FormatRFC3164, Facility: 1, Severity: 5,
+				Timestamp: time.Date(2026, 11, 26, 14, 59, 58, 0, time.UTC),
+				Hostname:  "till-3", AppName: "pos", ProcID: "4242", Message: []byte("drawer opened")},
+		},
+		{
+			"a space after the PRI and an RFC 3339 timestamp",
+			"<30> 2026-11-26T10:00:00Z gw sshd[9]: accepted",
+			SyslogMessage{Format: FormatRFC3164, Facility: 3, Severity: 6,
+				Timestamp: time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC), Hostname: "gw", AppName: "sshd", ProcID: "9", Message: []byte("accepted")},
+		},
+		{
+			"spaces after the PRI and no timestamp: the message keeps them",
+			"<13>  indented text",
+			SyslogMessage{Format: FormatRFC3164, Facility: 1, Severity: 5, Message: []byte("  indented text")},
 		},
 		{
 			"a PRI out of range is not a PRI",
 			"<999>1 - - - - - - x",
-			SyslogMessage{Format: FormatUnparsed, Facility: -1, Severity: -1, Message: []byte("<999>1 - - - - - - x")},
+			SyslogMessage{Format: FormatUnparsed, Facility: 1, Severity: 5, Message: []byte("<999>1 - - - - - - x")},
 		},
 		{
 			"a broken RFC 5424 header falls back to RFC 3164",
