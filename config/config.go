@@ -264,20 +264,24 @@ func Parse(yamlText []byte) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: environment: %w", err)
 	}
+	// Every problem is reported in one run: unknown keys first (each with
+	// its path and the key meant), then what decoding or validation finds.
+	problems := unknownKeys("", reflect.TypeOf(Config{}), k.Raw())
 	var c Config
 	err = k.UnmarshalWithConf("", &c, koanf.UnmarshalConf{DecoderConfig: &mapstructure.DecoderConfig{
 		DecodeHook: mapstructure.ComposeDecodeHookFunc(
 			sizeHook, fileModeHook, mapstructure.StringToTimeDurationHookFunc(), mapstructure.StringToSliceHookFunc(",")),
-		ErrorUnused:      true, // an unknown key is an error, not a silent default
 		WeaklyTypedInput: true, // values from the environment are strings
 		Result:           &c,
 		TagName:          "koanf",
 	}})
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		// Values of the wrong type: the struct is half decoded, so its
+		// validation would only add noise.
+		return nil, errors.Join(append(problems, fmt.Errorf("config: %w", err))...)
 	}
 	c.applyDefaults()
-	if errs := c.Validate(); len(errs) > 0 {
+	if errs := append(problems, c.Validate()...); len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	return &c, nil
