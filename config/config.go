@@ -62,12 +62,25 @@ type HTTPIngest struct {
 	MaxBodyBytes   Size   `koanf:"max_body_bytes"`
 	MaxRecordBytes Size   `koanf:"max_record_bytes"`
 	MaxConcurrent  int    `koanf:"max_concurrent"`
+	// TLS, when set, serves HTTPS only.
+	TLS *ServerTLS `koanf:"tls"`
 }
 
-// SyslogIngest is one syslog listener: udp://, tcp:// or unix://.
+// ServerTLS is a network input's TLS: its certificate and key, and
+// optionally the CA that must have signed every client's certificate.
+type ServerTLS struct {
+	CertFile     string `koanf:"cert_file"`
+	KeyFile      string `koanf:"key_file"`
+	ClientCAFile string `koanf:"client_ca_file"` // set: a client certificate signed by it is required
+}
+
+// SyslogIngest is one syslog listener: udp://, tcp://, tls:// (RFC 5425)
+// or unix://.
 type SyslogIngest struct {
 	Listen string `koanf:"listen"`
-	// tcp:// only: connections served at once (default 128), and how long
+	// tls:// only, and required there.
+	TLS *ServerTLS `koanf:"tls"`
+	// tcp:// and tls:// only: connections served at once (default 64), and how long
 	// one may send nothing before it is closed (default 5m).
 	MaxConnections int           `koanf:"max_connections"`
 	IdleTimeout    time.Duration `koanf:"idle_timeout"`

@@ -186,7 +186,7 @@ func TestIngestLimits(t *testing.T) {
 	t.Run("bad values are refused, naming their keys", func(t *testing.T) {
 		_, err := Parse([]byte(base + "  memory_budget: 64KiB\n  syslog:\n    - listen: udp://127.0.0.1:5514\n      max_connections: 3\n" +
 			"    - listen: unix:///run/log.sock\n      socket_mode: 666\n    - listen: tcp://127.0.0.1:5515\n      socket_mode: 0600\n"))
-		for _, want := range []string{"ingest.memory_budget: 65536 bytes", "ingest.syslog[0]: max_connections and idle_timeout apply to tcp:// only",
+		for _, want := range []string{"ingest.memory_budget: 65536 bytes", "ingest.syslog[0]: max_connections and idle_timeout apply to tcp:// and tls:// only",
 			"ingest.syslog[1].socket_mode: 666: want permission bits in octal", "ingest.syslog[2].socket_mode: applies to unix:// only"} {
 			if err == nil || !strings.Contains(err.Error(), want) {
 				t.Errorf("error lacks %q: %v", want, err)

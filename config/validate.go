@@ -10,6 +10,9 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
+
+	"github.com/outboxd/outboxd/ingest/tlsconf"
 )
 
 // Sources are the names routes give inputs (a record's "source").
@@ -50,6 +53,9 @@ func (c *Config) Validate() []error {
 	}
 	checkSize("max_disk_bytes", c.MaxDiskBytes, false, add)
 	if h := c.Ingest.HTTP; h != nil {
+		if h.TLS != nil {
+			validateServerTLS("ingest.http.tls", *h.TLS, add)
+		}
 		checkSize("ingest.http.max_body_bytes", h.MaxBodyBytes, false, add)
 		checkSize("ingest.http.max_record_bytes", h.MaxRecordBytes, true, add)
 	}
@@ -170,12 +176,14 @@ func (c *Config) validateListeners(add func(error)) {
 		path := fmt.Sprintf("ingest.syslog[%d].listen", i)
 		u, err := url.Parse(s.Listen)
 		switch {
-		case err != nil || (u.Scheme != "udp" && u.Scheme != "tcp" && u.Scheme != "unix"):
-			add(problem(path, "%q: want udp://host:port, tcp://host:port or unix:///path", s.Listen))
+		case err != nil || (u.Scheme != "udp" && u.Scheme != "tcp" && u.Scheme != "tls" && u.Scheme != "unix"):
+			add(problem(path, "%q: want udp://host:port, tcp://host:port, tls://host:port or unix:///path", s.Listen))
 		case u.Scheme == "unix" && u.Path == "":
 			add(problem(path, "%q: a unix socket needs a path", s.Listen))
 		case u.Scheme != "unix" && u.Port() == "":
 			add(problem(path, "%q: want a port", s.Listen))
+		case u.Scheme == "tls":
+			claim(path, "tcp://"+u.Host) // one TCP port
 		default:
 			claim(path, s.Listen)
 		}
@@ -204,6 +212,15 @@ func (c *Config) validateListeners(add func(error)) {
 	}
 }
 
+// validateServerTLS loads the certificate, key and client CA as a listener
+// would: unreadable, not matching, expired or not yet valid is a problem
+// naming the key and the file.
+func validateServerTLS(path string, t ServerTLS, add func(error)) {
+	if err := tlsconf.Load(path, tlsconf.Files{CertFile: t.CertFile, KeyFile: t.KeyFile, ClientCAFile: t.ClientCAFile}, time.Now()); err != nil {
+		add(err)
+	}
+}
+
 // minMemoryBudget: a budget must hold the largest syslog record (64 KiB
 // and its envelope) and an HTTP request's first buffer, with room to spare.
 const minMemoryBudget = 1 << 20
@@ -224,7 +241,16 @@ func (in Ingest) validate(add func(error)) {
 }
 
 func (s SyslogIngest) validate(path string, add func(error)) {
-	tcp, unix := strings.HasPrefix(s.Listen, "tcp://"), strings.HasPrefix(s.Listen, "unix://")
+	tls := strings.HasPrefix(s.Listen, "tls://")
+	tcp, unix := tls || strings.HasPrefix(s.Listen, "tcp://"), strings.HasPrefix(s.Listen, "unix://")
+	switch {
+	case tls && s.TLS == nil:
+		add(problem(path+".tls", "tls:// needs a tls block: {cert_file: ..., key_file: ...}"))
+	case tls:
+		validateServerTLS(path+".tls", *s.TLS, add)
+	case s.TLS != nil:
+		add(problem(path+".tls", "applies to tls:// only (syslog over TLS, RFC 5425: listen: tls://0.0.0.0:6514)"))
+	}
 	if s.MaxConnections < 0 {
 		add(problem(path+".max_connections", "%d is negative", s.MaxConnections))
 	}
@@ -232,7 +258,7 @@ func (s SyslogIngest) validate(path string, add func(error)) {
 		add(problem(path+".idle_timeout", "%v is negative", s.IdleTimeout))
 	}
 	if (s.MaxConnections != 0 || s.IdleTimeout != 0) && !tcp {
-		add(problem(path, "max_connections and idle_timeout apply to tcp:// only"))
+		add(problem(path, "max_connections and idle_timeout apply to tcp:// and tls:// only"))
 	}
 	if s.SocketMode > 0o777 {
 		add(problem(path+".socket_mode", "%d: want permission bits in octal, such as 0666 (YAML reads 666 as decimal)", s.SocketMode))

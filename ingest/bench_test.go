@@ -3,6 +3,7 @@ package ingest
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -16,6 +17,8 @@ import (
 	"context"
 	"path/filepath"
 
+	"github.com/outboxd/outboxd/ingest/tlsconf"
+	"github.com/outboxd/outboxd/ingest/tlsconf/tlstest"
 	"github.com/outboxd/outboxd/outbox"
 )
 
@@ -41,57 +44,95 @@ func ndjsonBody(n int) []byte {
 	return buf.Bytes()
 }
 
+// benchTLS is a server certificate and a client's, for the TLS variants:
+// the client certificate is required, as on a site network.
+func benchTLS(b *testing.B) (server *tls.Config, client *tls.Config) {
+	ca := tlstest.NewCA(b, "bench-ca")
+	srv := ca.Server(b, "bench-server", tlstest.Options{})
+	cli := ca.Client(b, "bench-client", tlstest.Options{})
+	s, err := tlsconf.New("bench.tls", tlsconf.Files{CertFile: srv.CertFile, KeyFile: srv.KeyFile, ClientCAFile: ca.File})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s.Config("http/1.1"), &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost", Certificates: []tls.Certificate{cli.TLS}}
+}
+
 func BenchmarkHTTPIngest(b *testing.B) {
 	for _, per := range []int{100, 1000} {
-		b.Run(fmt.Sprintf("records=%d/clients=16", per), func(b *testing.B) {
-			q := benchQueue(b)
-			srv := httptest.NewServer(NewHTTP(HTTPConfig{Host: "bench"}, QueueAppender{Queue: q}))
-			b.Cleanup(srv.Close)
-			body := ndjsonBody(per)
-			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
-			var mu sync.Mutex
-			var lat []time.Duration
-			work := make(chan struct{}, b.N)
-			for range b.N {
-				work <- struct{}{}
-			}
-			close(work)
-			b.ResetTimer()
-			var wg sync.WaitGroup
-			for range 16 {
-				wg.Go(func() {
-					for range work {
-						start := time.Now()
-						resp, err := client.Post(srv.URL+"/v1/logs", "application/x-ndjson", bytes.NewReader(body))
-						if err != nil {
-							b.Error(err)
-							return
-						}
-						resp.Body.Close()
-						if resp.StatusCode != 202 {
-							b.Errorf("status %d", resp.StatusCode)
-							return
-						}
-						d := time.Since(start)
-						mu.Lock()
-						lat = append(lat, d)
-						mu.Unlock()
-					}
-				})
-			}
-			wg.Wait()
-			b.StopTimer()
-			slices.Sort(lat)
-			b.ReportMetric(float64(b.N*per)/b.Elapsed().Seconds(), "records/s")
-			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
-			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
-		})
+		for _, withTLS := range []bool{false, true} {
+			b.Run(fmt.Sprintf("records=%d/clients=16/tls=%v", per, withTLS), func(b *testing.B) { benchHTTPIngest(b, per, withTLS) })
+		}
 	}
 }
 
-func BenchmarkSyslogTCP(b *testing.B) {
+func benchHTTPIngest(b *testing.B, per int, withTLS bool) {
 	q := benchQueue(b)
-	s, err := NewSyslog(SyslogConfig{Listen: "tcp://127.0.0.1:0"}, QueueAppender{Queue: q})
+	srv := httptest.NewUnstartedServer(NewHTTP(HTTPConfig{Host: "bench"}, QueueAppender{Queue: q}))
+	transport := &http.Transport{MaxIdleConnsPerHost: 16}
+	if withTLS {
+		srv.TLS, transport.TLSClientConfig = benchTLS(b)
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
+	b.Cleanup(srv.Close)
+	body := ndjsonBody(per)
+	client := &http.Client{Transport: transport}
+	var mu sync.Mutex
+	var lat []time.Duration
+	work := make(chan struct{}, b.N)
+	for range b.N {
+		work <- struct{}{}
+	}
+	close(work)
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for range work {
+				start := time.Now()
+				resp, err := client.Post(srv.URL+"/v1/logs", "application/x-ndjson", bytes.NewReader(body))
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				resp.Body.Close()
+				if resp.StatusCode != 202 {
+					b.Errorf("status %d", resp.StatusCode)
+					return
+				}
+				d := time.Since(start)
+				mu.Lock()
+				lat = append(lat, d)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(b.N*per)/b.Elapsed().Seconds(), "records/s")
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+// BenchmarkSyslogTCP is one connection streaming RFC 5424 lines, plain and
+// over TLS (tls://, a client certificate required).
+func BenchmarkSyslogTCP(b *testing.B) {
+	for _, withTLS := range []bool{false, true} {
+		b.Run(fmt.Sprintf("tls=%v", withTLS), func(b *testing.B) { benchSyslogTCP(b, withTLS) })
+	}
+}
+
+func benchSyslogTCP(b *testing.B, withTLS bool) {
+	q := benchQueue(b)
+	cfg := SyslogConfig{Listen: "tcp://127.0.0.1:0"}
+	var clientTLS *tls.Config
+	if withTLS {
+		cfg.Listen = "tls://127.0.0.1:0"
+		cfg.TLS, clientTLS = benchTLS(b)
+	}
+	s, err := NewSyslog(cfg, QueueAppender{Queue: q})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -103,7 +144,12 @@ func BenchmarkSyslogTCP(b *testing.B) {
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx) }()
 	b.Cleanup(func() { cancel(); <-done })
-	conn, err := net.Dial("tcp", addr.String())
+	var conn net.Conn
+	if withTLS {
+		conn, err = tls.Dial("tcp", addr.String(), clientTLS)
+	} else {
+		conn, err = net.Dial("tcp", addr.String())
+	}
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -130,6 +176,6 @@ func BenchmarkSyslogEnvelope(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(line)))
 	for b.Loop() {
-		s.envelope(line, "127.0.0.1", false)
+		s.envelope(line, sender{host: "127.0.0.1"}, false)
 	}
 }

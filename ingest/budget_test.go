@@ -96,7 +96,7 @@ func TestStoredRecordLimit(t *testing.T) {
 		s, _ := NewSyslog(SyslogConfig{Listen: "udp://127.0.0.1:0", MaxMessageBytes: 1000}, nil)
 		sd := `[x@1 a="` + strings.Repeat("\x02", 990) + `"]`
 		for _, msg := range []string{"<14>1 - h app - - - " + strings.Repeat("\x03", 980), "<14>1 - h app - - " + sd + " m"} {
-			rec, truncated := s.envelope([]byte(msg), "peer", false)
+			rec, truncated := s.envelope([]byte(msg), sender{host: "peer"}, false)
 			var v map[string]any
 			if err := json.Unmarshal(rec, &v); err != nil || len(rec) > 1000+envelopeRoom || !truncated || v["truncated"] != true {
 				t.Fatalf("record of %d bytes (limit %d), truncated %v: %.200s", len(rec), 1000+envelopeRoom, truncated, rec)

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"maps"
 	"slices"
 	"strings"
@@ -34,6 +35,9 @@ type SyslogEnvelope struct {
 	// Truncated marks a message that was cut: at the message size limit,
 	// or so that the stored record fits the record size limit.
 	Truncated bool `json:"truncated,omitempty"`
+	// TLSClient names the sender from its verified client certificate
+	// (tls:// listeners with client_ca_file): {"cn":...,"dns":[...]}.
+	TLSClient json.RawMessage `json:"tls_client,omitempty"`
 }
 
 var facilities = []string{"kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
@@ -89,7 +93,7 @@ func (e SyslogEnvelope) Marshal() ([]byte, error) {
 	// Room for the keys, the times and every value unescaped: one
 	// allocation for a typical record.
 	return e.appendTo(make([]byte, 0, 256+len(e.Host)+len(e.Source)+len(e.Facility)+len(e.Severity)+len(e.App)+
-		len(e.ProcID)+len(e.MsgID)+len(e.Message)+len(e.MessageBase64)+len(e.SyslogFormat))), nil
+		len(e.ProcID)+len(e.MsgID)+len(e.Message)+len(e.MessageBase64)+len(e.SyslogFormat)+len(e.TLSClient))), nil
 }
 
 // appendTo appends the envelope's JSON to b.
@@ -134,6 +138,10 @@ func (e SyslogEnvelope) appendTo(b []byte) []byte {
 	}
 	if e.Truncated {
 		b = append(b, `,"truncated":true`...)
+	}
+	if len(e.TLSClient) > 0 {
+		b = append(b, `,"tls_client":`...)
+		b = append(b, e.TLSClient...)
 	}
 	return append(b, '}')
 }

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/outboxd/outboxd/ingest/tlsconf"
 	"github.com/outboxd/outboxd/outbox"
 )
 
@@ -222,7 +223,9 @@ func (h *HTTP) read(w http.ResponseWriter, r *http.Request, l *lease) ([][]byte,
 	if err != nil {
 		ct = ""
 	}
-	d := &decoder{maxRecord: h.cfg.MaxRecordBytes, st: newStamp(time.Now().UTC(), h.cfg.Host, "http"), charge: h.charger(r, l)}
+	st := newStamp(time.Now().UTC(), h.cfg.Host, "http")
+	st.client = tlsconf.ClientOf(r.TLS).JSON()
+	d := &decoder{maxRecord: h.cfg.MaxRecordBytes, st: st, charge: h.charger(r, l)}
 	decode := map[string]func(io.Reader) ([][]byte, error){
 		"application/x-ndjson": d.ndjson, "application/ndjson": d.ndjson,
 		"application/json": d.json, "text/plain": d.text,

@@ -19,6 +19,13 @@ func NewStamp(received time.Time, host, source string) Stamp {
 	return Stamp{newStamp(received, host, source)}
 }
 
+// WithClient is s that also puts tls_client (client: its JSON value, from
+// tlsconf.Client.JSON; nil: none) on every record.
+func (s Stamp) WithClient(client []byte) Stamp {
+	s.st.client = client
+	return s
+}
+
 // Field is a top-level field an input adds to a record: a key and its
 // value, already JSON-encoded (String and Int make them).
 type Field struct {
@@ -44,7 +51,7 @@ func (s Stamp) Line(msg []byte, cut bool, ts time.Time, fields ...Field) []byte 
 // that build many records into one buffer size it with this.
 func (s Stamp) LineSize(msg []byte, fields ...Field) int {
 	st := s.st
-	n := 112 + 2*len(st.tsJSON) + len(st.hostJSON) + len(st.sourceJSON) + len(msg) + len(msg)/8
+	n := 128 + 2*len(st.tsJSON) + len(st.hostJSON) + len(st.sourceJSON) + len(st.client) + len(msg) + len(msg)/8
 	for _, f := range fields {
 		n += len(f.Key) + len(f.JSON) + 4
 	}

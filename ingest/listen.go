@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -17,14 +18,17 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/outboxd/outboxd/ingest/tlsconf"
 	"github.com/outboxd/outboxd/outbox"
 )
 
 // SyslogConfig configures one syslog listener.
 type SyslogConfig struct {
-	// Listen is udp://host:port, tcp://host:port or unix:///path (a datagram
-	// socket, as /dev/log is).
-	Listen          string
+	// Listen is udp://host:port, tcp://host:port, tls://host:port (RFC 5425:
+	// TLS needs TLS) or unix:///path (a datagram socket, as /dev/log is).
+	Listen string
+	// TLS is a tls:// listener's server configuration (tlsconf.Server's).
+	TLS             *tls.Config
 	MaxMessageBytes int // default 64 KiB; longer messages are cut there (counted in Truncated)
 	// MaxConnections is how many TCP connections are served at once; more
 	// are closed at once and counted in RefusedConns. Default 64: each holds a
@@ -68,6 +72,9 @@ type Syslog struct {
 	// RefusedConns counts TCP connections closed at once: MaxConnections
 	// were open.
 	RefusedConns atomic.Int64
+	// HandshakeErrors counts tls:// connections whose TLS handshake failed
+	// or did not finish within tlsconf.HandshakeTimeout.
+	HandshakeErrors atomic.Int64
 
 	maxRecord int      // the longest record stored: MaxMessageBytes + envelopeRoom
 	warned    sync.Map // which one-time warnings were logged
@@ -91,10 +98,18 @@ func NewSyslog(cfg SyslogConfig, app Appender) (*Syslog, error) {
 	switch u.Scheme {
 	case "udp", "tcp":
 		s.network, s.address = u.Scheme, u.Host
+	case "tls":
+		if cfg.TLS == nil {
+			return nil, fmt.Errorf("syslog listen %q: tls:// needs a TLS configuration", cfg.Listen)
+		}
+		s.network, s.address = "tcp", u.Host
 	case "unix":
 		s.network, s.address = "unixgram", u.Path
 	default:
-		return nil, fmt.Errorf("syslog listen %q: want udp://, tcp:// or unix://", cfg.Listen)
+		return nil, fmt.Errorf("syslog listen %q: want udp://, tcp://, tls:// or unix://", cfg.Listen)
+	}
+	if u.Scheme != "tls" {
+		s.cfg.TLS = nil
 	}
 	if s.cfg.MaxMessageBytes <= 0 {
 		s.cfg.MaxMessageBytes = 64 << 10
@@ -300,9 +315,23 @@ type streamBatch struct {
 // happens while the ingest budget is taken.
 func (s *Syslog) serveStream(ctx context.Context, conn net.Conn) {
 	defer conn.Close()
-	stopOnCancel := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) })
+	raw := conn // under TLS, conn becomes the TLS connection on top of it
+	stopOnCancel := context.AfterFunc(ctx, func() { raw.SetReadDeadline(time.Now()) })
 	defer stopOnCancel()
-	peer := hostOf(conn.RemoteAddr())
+	from := sender{host: hostOf(conn.RemoteAddr())}
+	peer := from.host
+	if s.cfg.TLS != nil {
+		tc, ok := s.handshake(ctx, conn)
+		if !ok {
+			return
+		}
+		conn = tc
+		// Runs after the records are stored: close_notify, so the client
+		// reads a clean end (and a reset when records were given up).
+		defer tc.Close()
+		st := tc.ConnectionState()
+		from.client = tlsconf.ClientOf(&st).JSON()
+	}
 	// The first bytes are waited for in a small buffer: a connection that
 	// sends nothing holds neither the 64 KiB read buffer nor a storer.
 	conn.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
@@ -325,7 +354,7 @@ func (s *Syslog) serveStream(ctx context.Context, conn net.Conn) {
 	// records were given up, so a sender that waits for the close after its
 	// own can tell.
 	defer func() {
-		if tc, ok := conn.(*net.TCPConn); ok && failed.Load() {
+		if tc, ok := raw.(*net.TCPConn); ok && failed.Load() {
 			tc.SetLinger(0)
 		}
 	}()
@@ -384,7 +413,7 @@ func (s *Syslog) serveStream(ctx context.Context, conn net.Conn) {
 				"peer", peer, "err", err, "max_message_bytes", s.cfg.MaxMessageBytes)
 		}
 		if len(msg) > 0 {
-			rec, truncated := s.envelope(msg, peer, cut)
+			rec, truncated := s.envelope(msg, from, cut)
 			if truncated {
 				s.Truncated.Add(1)
 			}
@@ -420,6 +449,23 @@ func (s *Syslog) serveStream(ctx context.Context, conn net.Conn) {
 			return
 		}
 	}
+}
+
+// handshake runs the TLS handshake of a tls:// connection within
+// tlsconf.HandshakeTimeout (or the idle timeout when shorter): a client
+// that never completes one holds its connection no longer.
+func (s *Syslog) handshake(ctx context.Context, conn net.Conn) (*tls.Conn, bool) {
+	tc := tls.Server(conn, s.cfg.TLS)
+	hctx, cancel := context.WithTimeout(ctx, min(tlsconf.HandshakeTimeout, s.cfg.IdleTimeout))
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		if ctx.Err() == nil {
+			s.HandshakeErrors.Add(1)
+			s.warnOnce("handshake", "syslog: TLS handshake failed; connection closed", "peer", hostOf(conn.RemoteAddr()), "err", err)
+		}
+		return nil, false
+	}
+	return tc, true
 }
 
 // storeStream stores a stream's batch, waiting (and so not reading) while
@@ -565,7 +611,7 @@ func (s *Syslog) serveDatagrams(ctx context.Context, wg *sync.WaitGroup) error {
 		if cut {
 			n = s.cfg.MaxMessageBytes
 		}
-		rec, truncated := s.envelope(buf[:n], hostOf(addr), cut)
+		rec, truncated := s.envelope(buf[:n], sender{host: hostOf(addr)}, cut)
 		if truncated {
 			s.Truncated.Add(1)
 		}
@@ -622,7 +668,7 @@ func (s *Syslog) storeDatagramBatch(batch [][]byte) {
 // envelope builds the record of msg; cut says msg was already cut at the
 // message limit, truncated that the record says so. The record is kept
 // within maxRecord: its message is cut further when escaping made it longer.
-func (s *Syslog) envelope(msg []byte, peer string, cut bool) (rec []byte, truncated bool) {
+func (s *Syslog) envelope(msg []byte, from sender, cut bool) (rec []byte, truncated bool) {
 	now := time.Now().UTC()
 	m := ParseSyslog(msg, now)
 	var precutDone bool
@@ -631,7 +677,8 @@ func (s *Syslog) envelope(msg []byte, peer string, cut bool) (rec []byte, trunca
 	}
 	// The envelope borrows msg's bytes: Marshal copies them, and the
 	// envelope is dropped here.
-	e := newSyslogEnvelope(m, now, "syslog", peer, true)
+	e := newSyslogEnvelope(m, now, "syslog", from.host, true)
+	e.TLSClient = from.client
 	e.Truncated = cut || precutDone
 	if precutDone {
 		// Escapes make the record up to six times its message: one
@@ -642,16 +689,25 @@ func (s *Syslog) envelope(msg []byte, peer string, cut bool) (rec []byte, trunca
 	if s.maxRecord <= 0 || len(rec) <= s.maxRecord {
 		return rec, cut
 	}
-	return s.fitEnvelope(msg, m, now, peer), true
+	return s.fitEnvelope(msg, m, now, from), true
+}
+
+// sender is who a message came from: the peer's address (the record's host
+// when the message names none) and, over TLS with a verified client
+// certificate, the client's tls_client JSON.
+type sender struct {
+	host   string
+	client []byte
 }
 
 // fitEnvelope cuts the message until the record fits maxRecord. When the
 // header alone is too long (structured data of control bytes, say), the
 // message is kept unparsed instead, cut to fit.
-func (s *Syslog) fitEnvelope(raw []byte, m SyslogMessage, now time.Time, peer string) []byte {
+func (s *Syslog) fitEnvelope(raw []byte, m SyslogMessage, now time.Time, from sender) []byte {
 	build := func(message []byte, _ bool) []byte {
 		m.Message = message
-		e := newSyslogEnvelope(m, now, "syslog", peer, true)
+		e := newSyslogEnvelope(m, now, "syslog", from.host, true)
+		e.TLSClient = from.client
 		e.Truncated = true
 		rec, _ := e.Marshal()
 		return rec

@@ -17,6 +17,9 @@ type stamp struct {
 	source   string
 
 	tsJSON, hostJSON, sourceJSON []byte
+	// client is the tls_client field's JSON value (who sent the records,
+	// from a verified client certificate); nil without one.
+	client []byte
 }
 
 func newStamp(received time.Time, host, source string) stamp {
@@ -30,6 +33,11 @@ func newStamp(received time.Time, host, source string) stamp {
 // errNotObject: a JSON record must be an object.
 var errNotObject = errors.New("a record must be a JSON object")
 
+// errOwnClient: a record sent over a connection with a verified client
+// certificate may not name its sender itself; outboxd does, and keeps the
+// record's bytes, so it could not replace a forged one.
+var errOwnClient = errors.New(`a record may not carry "tls_client": outboxd sets it from the client certificate`)
+
 // completeObject returns the JSON object raw with ts, received_at, host and
 // source added where missing. The record's own bytes are kept as they are:
 // the fields are appended before the closing brace, nothing is re-encoded.
@@ -40,6 +48,9 @@ func completeObject(raw []byte, st stamp) ([]byte, error) {
 // completeObjectWith is completeObject that also adds extra fields where
 // the object does not have them.
 func completeObjectWith(raw []byte, st stamp, extra []Field) ([]byte, error) {
+	if st.client != nil {
+		extra = append(extra[:len(extra):len(extra)], Field{"tls_client", st.client})
+	}
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || raw[0] != '{' {
 		return nil, errNotObject
@@ -50,6 +61,9 @@ func completeObjectWith(raw []byte, st stamp, extra []Field) ([]byte, error) {
 		return nil, fmt.Errorf("invalid JSON: %w", err)
 	}
 	has := topLevelKeys(raw, extra)
+	if st.client != nil && has["tls_client"] {
+		return nil, errOwnClient
+	}
 	// Exactly the room the added fields can take: the budget is charged the
 	// capacity.
 	room := len(raw) + len(`,"ts":,"received_at":,"host":,"source":}`) + 2*len(st.tsJSON) + len(st.hostJSON) + len(st.sourceJSON)
@@ -135,7 +149,12 @@ func (st stamp) appendHead(b, ts []byte) []byte {
 	b = append(b, `,"host":`...)
 	b = append(b, st.hostJSON...)
 	b = append(b, `,"source":`...)
-	return append(b, st.sourceJSON...)
+	b = append(b, st.sourceJSON...)
+	if st.client != nil {
+		b = append(b, `,"tls_client":`...)
+		b = append(b, st.client...)
+	}
+	return b
 }
 
 // textRecord is the envelope of one line of text/plain; cut marks a line
@@ -144,7 +163,7 @@ func (st stamp) appendHead(b, ts []byte) []byte {
 // json.Marshal keeps its buffers in a pool, and a flood of megabyte lines
 // would keep megabytes there outside the ingest budget.
 func textRecord(line []byte, cut bool, st stamp) []byte {
-	b := make([]byte, 0, 96+2*len(st.tsJSON)+len(st.hostJSON)+len(st.sourceJSON)+len(line)+len(line)/8)
+	b := make([]byte, 0, 96+2*len(st.tsJSON)+len(st.hostJSON)+len(st.sourceJSON)+len(st.client)+16+len(line)+len(line)/8)
 	b = st.appendHead(b, st.tsJSON)
 	b = append(b, `,"message":`...)
 	b = appendJSONString(b, unsafe.String(unsafe.SliceData(line), len(line))) // only read

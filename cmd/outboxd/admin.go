@@ -146,6 +146,12 @@ func (d *daemon) metrics() *prometheus.Registry {
 		counter("outboxd_ingest_unrouted_records_total", "Records discarded because no route takes syslog.", l, func() float64 { return float64(s.Unrouted.Load()) })
 		counter("outboxd_ingest_framing_errors_total", "TCP connections closed for an octet-counting length over the message limit.", l, func() float64 { return float64(s.FramingErrors.Load()) })
 		counter("outboxd_ingest_refused_connections_total", "TCP connections closed at once: max_connections were open.", l, func() float64 { return float64(s.RefusedConns.Load()) })
+		counter("outboxd_ingest_tls_handshake_errors_total", "tls:// connections whose TLS handshake failed or timed out.", l, func() float64 { return float64(s.HandshakeErrors.Load()) })
+	}
+	for _, c := range d.certs {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "outboxd_ingest_tls_cert_not_after_seconds",
+			Help: "When the TLS input's certificate in use expires (Unix time); SIGHUP re-reads it.", ConstLabels: prometheus.Labels{"input": c.path}},
+			func() float64 { return float64(c.NotAfter().Unix()) }))
 	}
 	if t := d.tailer; t != nil {
 		st := t.Stats()

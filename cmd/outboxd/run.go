@@ -24,6 +24,7 @@ import (
 	"github.com/outboxd/outboxd/ingest/files"
 	"github.com/outboxd/outboxd/ingest/journal"
 	"github.com/outboxd/outboxd/ingest/otlp"
+	"github.com/outboxd/outboxd/ingest/tlsconf"
 	"github.com/outboxd/outboxd/ingest/route"
 	"github.com/outboxd/outboxd/outbox"
 )
@@ -110,6 +111,7 @@ type daemon struct {
 	http       *ingest.HTTP
 	otlpHTTP   *otlp.HTTP
 	syslogs    []*ingest.Syslog
+	certs      []inputCert // the TLS inputs' certificates, re-read on SIGHUP
 	tailer     *files.Tailer
 	journal    *journal.Reader
 	ready      atomic.Bool
@@ -228,6 +230,9 @@ func (d *daemon) reloadFromFile(ctx context.Context) {
 	d.reloadStarted.Store(time.Now().UnixNano())
 	defer d.reloadStarted.Store(0)
 	sdNotify("RELOADING=1")
+	// Certificates first, whatever becomes of the configuration: a renewed
+	// certificate must not wait for a valid configuration file.
+	d.reloadCerts()
 	next, origin, err := loadConfig(d.configFlag)
 	if err == nil {
 		err = d.reload(ctx, next)
@@ -236,6 +241,35 @@ func (d *daemon) reloadFromFile(ctx context.Context) {
 		d.log.Error("reload refused; the running configuration stays", "config", origin, "err", err)
 	}
 	sdNotify("READY=1\nSTATUS=" + d.status(ctx))
+}
+
+// inputCert is a TLS input's certificate, by its configuration path.
+type inputCert struct {
+	path string
+	*tlsconf.Server
+}
+
+// inputCert loads a TLS input's certificate and keeps it for reloads.
+func (d *daemon) inputCert(path string, t *config.ServerTLS) (*tlsconf.Server, error) {
+	c, err := tlsconf.New(path, tlsconf.Files{CertFile: t.CertFile, KeyFile: t.KeyFile, ClientCAFile: t.ClientCAFile})
+	if err != nil {
+		return nil, err
+	}
+	d.certs = append(d.certs, inputCert{path, c})
+	return c, nil
+}
+
+// reloadCerts re-reads every TLS input's certificate, key and client CA:
+// new connections get them, open ones keep theirs. One that cannot be used
+// keeps the one loaded before, and the log says why.
+func (d *daemon) reloadCerts() {
+	for _, c := range d.certs {
+		if err := c.Reload(); err != nil {
+			d.log.Error("tls: certificate not reloaded", "input", c.path, "err", err)
+			continue
+		}
+		d.log.Info("tls: certificate reloaded", "input", c.path, "not_after", c.NotAfter())
+	}
 }
 
 // alive returns nil while the daemon makes progress: the signal loop
@@ -341,13 +375,24 @@ func (d *daemon) startIngest(ctx context.Context, wg *sync.WaitGroup) ([]*http.S
 			return nil, fmt.Errorf("ingest.http.listen: %w", err)
 		}
 		srv := ingest.NewHTTPServer(h.Listen, endpoint)
+		serve := srv.Serve
+		if h.TLS != nil {
+			c, err := d.inputCert("ingest.http.tls", h.TLS)
+			if err != nil {
+				ln.Close()
+				return srvs, err
+			}
+			// The server's timeouts bound the handshake (ReadHeaderTimeout).
+			srv.TLSConfig = c.Config("http/1.1")
+			serve = func(ln net.Listener) error { return srv.ServeTLS(ln, "", "") }
+		}
 		srvs = append(srvs, srv)
 		wg.Go(func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				d.log.Error("http ingest", "err", err)
 			}
 		})
-		d.log.Info("http ingest listening", "addr", ln.Addr().String())
+		d.log.Info("http ingest listening", "addr", ln.Addr().String(), "tls", h.TLS != nil)
 	}
 	if o := d.cfg.Ingest.OTLP; o != nil && o.HTTP != nil {
 		rcv := otlp.NewHTTP(otlp.Config{Budget: budget, Logger: d.log}, r)
@@ -366,8 +411,16 @@ func (d *daemon) startIngest(ctx context.Context, wg *sync.WaitGroup) ([]*http.S
 		d.log.Info("otlp http ingest listening", "addr", ln.Addr().String())
 	}
 	for i, sl := range d.cfg.Ingest.Syslog {
-		s, err := ingest.NewSyslog(ingest.SyslogConfig{Listen: sl.Listen, MaxConnections: sl.MaxConnections,
-			IdleTimeout: sl.IdleTimeout, SocketMode: os.FileMode(sl.SocketMode), Budget: budget, Logger: d.log}, r)
+		sc := ingest.SyslogConfig{Listen: sl.Listen, MaxConnections: sl.MaxConnections,
+			IdleTimeout: sl.IdleTimeout, SocketMode: os.FileMode(sl.SocketMode), Budget: budget, Logger: d.log}
+		if sl.TLS != nil {
+			c, err := d.inputCert(fmt.Sprintf("ingest.syslog[%d].tls", i), sl.TLS)
+			if err != nil {
+				return srvs, err
+			}
+			sc.TLS = c.Config()
+		}
+		s, err := ingest.NewSyslog(sc, r)
 		if err != nil {
 			return srvs, fmt.Errorf("ingest.syslog[%d]: %w", i, err)
 		}
