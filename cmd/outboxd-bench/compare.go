@@ -467,8 +467,12 @@ func (c *consumer) percentiles() (p50, p99, p999 time.Duration) {
 	}
 	l := slices.Clone(c.latencies)
 	slices.Sort(l)
-	at := func(q float64) time.Duration { return l[min(len(l)-1, int(q*float64(len(l))))] }
-	return at(0.50), at(0.99), at(0.999)
+	return quantile(l, 0.50), quantile(l, 0.99), quantile(l, 0.999)
+}
+
+// quantile is the q quantile of sorted, which must not be empty.
+func quantile(sorted []time.Duration, q float64) time.Duration {
+	return sorted[min(len(sorted)-1, int(q*float64(len(sorted))))]
 }
 
 func (c *consumer) close() { c.cancel(); <-c.done; c.cl.Close() }

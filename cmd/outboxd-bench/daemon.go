@@ -48,14 +48,15 @@ func (d *daemon) logText() string {
 }
 
 // startDaemon writes cfg to dir/config.yaml, runs bin on it with dir as the
-// working directory, and waits until it says it is ready.
-func startDaemon(bin, dir, cfg string) (*daemon, error) {
+// working directory and extra flags of `run` after the config's, and waits
+// until it says it is ready.
+func startDaemon(bin, dir, cfg string, extra ...string) (*daemon, error) {
 	path := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}
 	d := &daemon{dir: dir, done: make(chan error, 1)}
-	d.cmd = exec.Command(bin, "run", "-config", path)
+	d.cmd = exec.Command(bin, append([]string{"run", "-config", path}, extra...)...)
 	d.cmd.Dir, d.cmd.Stderr = dir, d
 	if err := d.cmd.Start(); err != nil {
 		return nil, err

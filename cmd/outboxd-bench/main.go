@@ -4,10 +4,13 @@
 //
 //	go run ./cmd/outboxd-bench footprint [-idle 60s] [-rate 150000] [-load 20s] [-backlog 1000000]
 //	go run ./cmd/outboxd-bench files-compare [-lines 1000000] [-kills 10] [-only outboxd-full,rsyslog-da]
+//	go run ./cmd/outboxd-bench otlp [-protocol http] [-sink kafka|down] [-records 1048576] [-batch 512] [-clients 16] [-runs 3]
 //
 // footprint prints the footprint budget of the release issue: binary sizes,
 // idle RSS, CPU and wakeups, RSS under load and with a backlog, disk bytes
-// per record, and disk given back after a drain.
+// per record, and disk given back after a drain. otlp prints OTLP ingest
+// into the daemon at durability full: records/s, request latency, CPU per
+// million records and peak RSS.
 package main
 
 import (
@@ -23,7 +26,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: outboxd-bench footprint [flags]   (outboxd-bench footprint -h for the flags)")
+		fmt.Fprintln(os.Stderr, "usage: outboxd-bench footprint|compare|files-compare|otlp [flags]   (outboxd-bench COMMAND -h for the flags)")
 		os.Exit(2)
 	}
 	var err error
@@ -34,8 +37,10 @@ func main() {
 		err = compareCommand(ctx, os.Args[2:], os.Stdout)
 	case "files-compare":
 		err = filesCompareCommand(ctx, os.Args[2:], os.Stdout)
+	case "otlp":
+		err = otlpCommand(ctx, os.Args[2:], os.Stdout)
 	default:
-		err = fmt.Errorf("unknown command %q (want footprint, compare or files-compare)", os.Args[1])
+		err = fmt.Errorf("unknown command %q (want footprint, compare, files-compare or otlp)", os.Args[1])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "outboxd-bench:", err)

@@ -173,7 +173,8 @@ var (
 func (h *HTTP) readBody(w http.ResponseWriter, r *http.Request, charge func(int64) error) ([]byte, error) {
 	limit := h.cfg.MaxBodyBytes
 	in := io.Reader(http.MaxBytesReader(w, r.Body, limit))
-	switch enc := r.Header.Get("Content-Encoding"); enc {
+	enc := r.Header.Get("Content-Encoding")
+	switch enc {
 	case "", "identity":
 	case "gzip":
 		zr, err := gzip.NewReader(in)
@@ -186,8 +187,17 @@ func (h *HTTP) readBody(w http.ResponseWriter, r *http.Request, charge func(int6
 	}
 	in = io.LimitReader(in, limit+1)
 	// The buffer doubles as it fills; each new buffer is charged whole,
-	// since the old one stays in memory until the collector frees it.
+	// since the old one stays in memory until the collector frees it. A
+	// plain body of known length gets one buffer of that length (and a byte
+	// to see the end in): charged once and never copied, where doubling
+	// would charge about three times its size.
 	var buf []byte
+	if n := r.ContentLength; n > 0 && n <= limit && (enc == "" || enc == "identity") {
+		if err := charge(n + 1); err != nil {
+			return nil, err
+		}
+		buf = make([]byte, 0, n+1)
+	}
 	for {
 		if len(buf) == cap(buf) {
 			if int64(len(buf)) > limit {
