@@ -275,6 +275,8 @@ func TestStatuses(t *testing.T) {
 		{name: "JSON of wrong types is 400", ct: ctJSON, body: []byte(`{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"timeUnixNano":{"a":1}}]}]}]}`), status: 400, code: codeInvalidArgument},
 		{name: "resourceLogs not an array is 400", ct: ctJSON, body: []byte(`{"resourceLogs":"nope"}`), status: 400, code: codeInvalidArgument},
 		{name: "a trace id that is not 16 bytes of hex is 400 (as the Collector answers)", ct: ctJSON, body: []byte(`{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"traceId":"zz"}]}]}]}`), status: 400, code: codeInvalidArgument, msgContains: "length"},
+		{name: "a span id of three bytes in protobuf is 400: pdata refuses the request (as the Collector answers)", ct: ctProto, body: badSpanID(), status: 400, code: codeInvalidArgument, msgContains: "SpanID length"},
+		{name: "a span id of three bytes in JSON hex is 400", ct: ctJSON, body: []byte(`{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"spanId":"010203"}]}]}]}`), status: 400, code: codeInvalidArgument, msgContains: "length"},
 		{name: "JSON that is not JSON is 400", ct: ctJSON, body: []byte(`{"resourceLogs":[`), status: 400, code: codeInvalidArgument},
 		{name: "a broken gzip stream is 400", ct: ctProto, enc: "gzip", body: gzipped(logsProto(t, "a"))[:15], status: 400, code: codeInvalidArgument},
 		{name: "an unknown content type is 415", ct: "text/plain", body: []byte("x"), status: 415, code: codeInvalidArgument},
