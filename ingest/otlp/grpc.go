@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
@@ -60,7 +61,7 @@ func NewGRPC(cfg Config, app ingest.Appender) *GRPC {
 // there gRPC decodes the message before any handler runs, answers data it
 // cannot decode with Internal (which reads as a server fault) and holds the
 // decoded request before the budget is charged. Here the codec hands the
-// message over as bytes; handle takes a concurrency slot, Export charges
+// message over as bytes; handle takes a concurrency slot, export charges
 // the budget, then decodes with pdata (InvalidArgument when it cannot).
 
 // wire is a message as its bytes.
@@ -125,15 +126,16 @@ func (g *GRPC) Serve(ln net.Listener) error {
 // then it closes every connection.
 func (g *GRPC) Stop(ctx context.Context) {
 	done := make(chan struct{})
-	go func() { // owned here: Stop below makes GracefulStop return, and we wait for it
+	var graceful sync.WaitGroup // Stop makes GracefulStop return; we wait for it either way
+	defer graceful.Wait()
+	graceful.Go(func() {
 		defer close(done)
 		g.srv.GracefulStop()
-	}()
+	})
 	select {
 	case <-done:
 	case <-ctx.Done():
 		g.srv.Stop()
-		<-done
 	}
 }
 

@@ -54,4 +54,3 @@ func TestSDKExport(t *testing.T) {
 		})
 	}
 }
-
