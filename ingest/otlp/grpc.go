@@ -60,9 +60,10 @@ func NewGRPC(cfg Config, app ingest.Appender) *GRPC {
 // The service is registered by hand, not with plogotlp.RegisterGRPCServer:
 // there gRPC decodes the message before any handler runs, answers data it
 // cannot decode with Internal (which reads as a server fault) and holds the
-// decoded request before the budget is charged. Here the codec hands the
-// message over as bytes; handle takes a concurrency slot, export charges
-// the budget, then decodes with pdata (InvalidArgument when it cannot).
+// decoded request before the budget is charged. Here tap takes a
+// concurrency slot before the message is read, the codec hands the message
+// over as bytes, export charges the budget, then decodes with pdata
+// (InvalidArgument when it cannot).
 
 // wire is a message as its bytes.
 type wire struct{ b []byte }
@@ -89,15 +90,8 @@ func (wireCodec) Unmarshal(data mem.BufferSlice, v any) error {
 
 func (wireCodec) Name() string { return "proto" }
 
-// handle is Export's method handler: at most MaxConcurrent requests at
-// once; past that a request is Unavailable with a retry delay.
+// handle is Export's method handler.
 func (g *GRPC) handle(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
-	select {
-	case g.sem <- struct{}{}:
-		defer func() { <-g.sem }()
-	default:
-		return nil, g.refuse(&refusal{503, codeUnavailable, time.Second, "too many requests at once; retry later"})
-	}
 	req := new(wire)
 	if err := dec(req); err != nil {
 		return nil, err
@@ -139,20 +133,35 @@ func (g *GRPC) Stop(ctx context.Context) {
 	}
 }
 
-// tap refuses a request without the bearer token before its message is
-// read.
+// exportMethod is the one method served.
+const exportMethod = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+
+// tap admits a request before its message is read: the bearer token when
+// one is set, then one of MaxConcurrent slots, shared by all connections
+// (past them: Unavailable with a retry delay). The slot is held until the
+// stream ends, however it ends: its context ends with it.
 func (g *GRPC) tap(ctx context.Context, info *tap.Info) (context.Context, error) {
-	if g.cfg.Token == "" {
-		return ctx, nil
-	}
-	want := []byte("Bearer " + g.cfg.Token)
-	for _, got := range info.Header.Get("authorization") {
-		if subtle.ConstantTimeCompare([]byte(got), want) == 1 {
-			return ctx, nil
+	if g.cfg.Token != "" {
+		want := []byte("Bearer " + g.cfg.Token)
+		ok := false
+		for _, got := range info.Header.Get("authorization") {
+			ok = ok || subtle.ConstantTimeCompare([]byte(got), want) == 1
+		}
+		if !ok {
+			g.Refused.Add(1)
+			return nil, status.Error(codes.Unauthenticated, "missing or wrong bearer token (metadata authorization: Bearer <token>)")
 		}
 	}
-	g.Refused.Add(1)
-	return nil, status.Error(codes.Unauthenticated, "missing or wrong bearer token (metadata authorization: Bearer <token>)")
+	if info.FullMethodName != exportMethod {
+		return ctx, nil // gRPC answers Unimplemented without reading it
+	}
+	select {
+	case g.sem <- struct{}{}:
+	default:
+		return nil, g.refuse(&refusal{503, codeUnavailable, time.Second, "too many requests at once; retry later"})
+	}
+	context.AfterFunc(ctx, func() { <-g.sem })
+	return ctx, nil
 }
 
 // export stores one record per LogRecord, all or none, and answers once

@@ -224,7 +224,7 @@ func TestGRPCAnswerAfterCommit(t *testing.T) {
 	})
 	t.Run("past max_concurrent requests at once, the next is Unavailable with retry info", func(t *testing.T) {
 		q := openQueue(t, 0)
-		g := gate{entered: make(chan struct{}), open: make(chan struct{}), next: ingest.QueueAppender{Queue: q}}
+		g := gate{entered: make(chan struct{}, 1), open: make(chan struct{}), next: ingest.QueueAppender{Queue: q}}
 		_, addr := grpcReceiver(t, Config{MaxConcurrent: 1, FullWait: 10 * time.Second}, g)
 		first := make(chan error, 1)
 		msg := logsProto(t, "a")
@@ -232,14 +232,25 @@ func TestGRPCAnswerAfterCommit(t *testing.T) {
 		sending.Go(func() { first <- exportRaw(ctx, grpcConn(t, addr), msg) })
 		defer sending.Wait()
 		<-g.entered
-		// Another connection: on the first, MaxConcurrentStreams would queue it.
-		err := exportRaw(ctx, grpcConn(t, addr), logsProto(t, "b"))
-		if st := status.Convert(err); st.Code() != codes.Unavailable || retryDelay(st) != time.Second {
+		// Another connection: the slots are shared by all connections (on
+		// the first, MaxConcurrentStreams would hold it back instead).
+		conn := grpcConn(t, addr)
+		err := exportRaw(ctx, conn, logsProto(t, "b"))
+		if st := status.Convert(err); st.Code() != codes.Unavailable || retryDelay(st) != time.Second || !strings.Contains(st.Message(), "too many requests") {
 			t.Fatalf("second request: %v", err)
 		}
 		close(g.open)
 		if err := <-first; err != nil {
 			t.Fatalf("first request: %v", err)
+		}
+		// The slot is given back when the stream ends: the next request is
+		// admitted (the gate lets it through now; entered has room for it).
+		waitFor := time.Now().Add(5 * time.Second)
+		for err = exportRaw(ctx, conn, logsProto(t, "c")); err != nil && time.Now().Before(waitFor); err = exportRaw(ctx, conn, logsProto(t, "c")) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if err != nil || len(stored(t, q)) != 2 {
+			t.Fatalf("after the first ended: %v", err)
 		}
 	})
 	t.Run("while the shared memory budget is taken, a request is Unavailable; one larger than the budget is InvalidArgument", func(t *testing.T) {
