@@ -7,9 +7,19 @@ type OTLPInput struct {
 	GRPC *OTLPListener `koanf:"grpc"` // OTLP/gRPC: LogsService/Export
 }
 
-// OTLPListener is where one OTLP protocol listens.
+// OTLPListener is one OTLP protocol's listener and its limits. The limits
+// have ingest.http's names and defaults (0: the default): max_body_bytes is
+// a request's size after decompression (gRPC: its message), default 10MiB;
+// max_record_bytes a stored record's, default 1MiB (larger records are
+// reported in partial_success); max_concurrent the requests handled at
+// once, default 64; token, when set, the bearer token a request must carry
+// (HTTP header or gRPC metadata "authorization: Bearer <token>").
 type OTLPListener struct {
-	Listen string `koanf:"listen"` // host:port; default loopback, 4318 (HTTP) or 4317 (gRPC)
+	Listen         string `koanf:"listen"` // host:port; default loopback, 4318 (HTTP) or 4317 (gRPC)
+	Token          string `koanf:"token"`
+	MaxBodyBytes   Size   `koanf:"max_body_bytes"`
+	MaxRecordBytes Size   `koanf:"max_record_bytes"`
+	MaxConcurrent  int    `koanf:"max_concurrent"`
 }
 
 // The OTLP ports, on loopback like every other input.
@@ -33,7 +43,23 @@ func (o OTLPInput) validate(path string, add func(error)) {
 	if o.HTTP == nil && o.GRPC == nil {
 		add(problem(path, "set http, grpc or both (for example http: {listen: %s})", DefaultOTLPHTTPListen))
 	}
-	if o.GRPC != nil {
-		add(problem(path+".grpc", "OTLP/gRPC is not built yet; use http (OTLP/HTTP, port 4318)"))
+	for _, l := range []struct {
+		path string
+		ln   *OTLPListener
+	}{{path + ".http", o.HTTP}, {path + ".grpc", o.GRPC}} {
+		if l.ln == nil {
+			continue
+		}
+		checkSize(l.path+".max_body_bytes", l.ln.MaxBodyBytes, false, add)
+		checkSize(l.path+".max_record_bytes", l.ln.MaxRecordBytes, true, add)
+		if l.ln.MaxConcurrent < 0 {
+			add(problem(l.path+".max_concurrent", "%d is negative", l.ln.MaxConcurrent))
+		}
+		if l.ln == o.GRPC && l.ln.MaxBodyBytes > maxGRPCMessage {
+			add(problem(l.path+".max_body_bytes", "%d bytes: gRPC messages are at most %d bytes", l.ln.MaxBodyBytes, maxGRPCMessage))
+		}
 	}
 }
+
+// maxGRPCMessage: gRPC's message length is a 32-bit field.
+const maxGRPCMessage = 1<<31 - 1

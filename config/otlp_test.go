@@ -28,14 +28,31 @@ func TestOTLPInput(t *testing.T) {
 			t.Fatalf("err = %v", err)
 		}
 	})
-	t.Run("otlp with neither protocol is refused, and gRPC is refused until it is built", func(t *testing.T) {
+	t.Run("otlp with neither protocol is refused", func(t *testing.T) {
 		_, err := Parse([]byte("ingest:\n  otlp: {}\nsinks:\n  c:\n    type: console\n"))
 		if err == nil || !strings.Contains(err.Error(), "ingest.otlp: set http, grpc or both") {
 			t.Fatalf("err = %v", err)
 		}
-		_, err = Parse([]byte("ingest:\n  otlp:\n    grpc: {}\nsinks:\n  c:\n    type: console\n"))
-		if err == nil || !strings.Contains(err.Error(), "ingest.otlp.grpc: OTLP/gRPC is not built yet") {
-			t.Fatalf("err = %v", err)
+	})
+	t.Run("grpc: {} listens on loopback 4317 with ingest.http's default limits (zero here)", func(t *testing.T) {
+		c, err := Parse([]byte("ingest:\n  otlp:\n    grpc: {}\nsinks:\n  c:\n    type: console\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g := c.Ingest.OTLP.GRPC; g == nil || *g != (OTLPListener{Listen: "127.0.0.1:4317"}) || c.Ingest.OTLP.HTTP != nil {
+			t.Fatalf("ingest.otlp = %+v", c.Ingest.OTLP)
+		}
+	})
+	t.Run("each protocol takes ingest.http's limit keys", func(t *testing.T) {
+		c, err := Parse([]byte("ingest:\n  otlp:\n    http: {listen: 127.0.0.1:5318, max_body_bytes: 2MiB}\n" +
+			"    grpc: {listen: 127.0.0.1:5317, token: s3cret, max_body_bytes: 4MiB, max_record_bytes: 64KiB, max_concurrent: 8}\n" +
+			"sinks:\n  c:\n    type: console\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := OTLPListener{Listen: "127.0.0.1:5317", Token: "s3cret", MaxBodyBytes: 4 << 20, MaxRecordBytes: 64 << 10, MaxConcurrent: 8}
+		if *c.Ingest.OTLP.GRPC != want || c.Ingest.OTLP.HTTP.MaxBodyBytes != 2<<20 {
+			t.Fatalf("ingest.otlp = %+v %+v", c.Ingest.OTLP.HTTP, c.Ingest.OTLP.GRPC)
 		}
 	})
 	t.Run("otlp that no route takes is warned about", func(t *testing.T) {

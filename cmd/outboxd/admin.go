@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/outboxd/outboxd/ingest/otlp"
 	"github.com/outboxd/outboxd/outbox"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -130,12 +131,18 @@ func (d *daemon) metrics() *prometheus.Registry {
 		counter("outboxd_ingest_refused_requests_total", "Requests refused, for any reason (bad input, full, auth, memory budget, no route).", l, func() float64 { return float64(h.Refused.Load()) })
 		counter("outboxd_ingest_truncated_records_total", helpTruncated, l, func() float64 { return float64(h.Truncated.Load()) })
 	}
+	otlpCounters := func(endpoint string, c *otlp.Counters) {
+		l := prometheus.Labels{"endpoint": endpoint}
+		counter("outboxd_ingest_records_total", "Records accepted (committed).", l, func() float64 { return float64(c.Accepted.Load()) })
+		counter("outboxd_ingest_bytes_total", "Bytes of the accepted records.", l, func() float64 { return float64(c.Bytes.Load()) })
+		counter("outboxd_ingest_refused_requests_total", "Requests refused, for any reason (bad input, full, auth, memory budget, no route).", l, func() float64 { return float64(c.Refused.Load()) })
+		counter("outboxd_ingest_rejected_records_total", "OTLP log records over the record size limit, not stored and reported to the client in partial_success.", l, func() float64 { return float64(c.Rejected.Load()) })
+	}
 	if h := d.otlpHTTP; h != nil {
-		l := prometheus.Labels{"endpoint": "otlp_http"}
-		counter("outboxd_ingest_records_total", "Records accepted (committed).", l, func() float64 { return float64(h.Accepted.Load()) })
-		counter("outboxd_ingest_bytes_total", "Bytes of the accepted records.", l, func() float64 { return float64(h.Bytes.Load()) })
-		counter("outboxd_ingest_refused_requests_total", "Requests refused, for any reason (bad input, full, auth, memory budget, no route).", l, func() float64 { return float64(h.Refused.Load()) })
-		counter("outboxd_ingest_rejected_records_total", "OTLP log records over the record size limit, not stored and reported to the client in partial_success.", l, func() float64 { return float64(h.Rejected.Load()) })
+		otlpCounters("otlp_http", &h.Counters)
+	}
+	if g := d.otlpGRPC; g != nil {
+		otlpCounters("otlp_grpc", &g.Counters)
 	}
 	for i, s := range d.syslogs {
 		l := prometheus.Labels{"endpoint": d.cfg.Ingest.Syslog[i].Listen}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -8,6 +10,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploggrpc"
+
+	"github.com/outboxd/outboxd/internal/otlptest"
 )
 
 func TestOTLPDaemon(t *testing.T) {
@@ -48,6 +55,51 @@ func TestOTLPDaemon(t *testing.T) {
 		metrics, _ := io.ReadAll(m.Body)
 		m.Body.Close()
 		if !strings.Contains(string(metrics), `outboxd_ingest_records_total{endpoint="otlp_http"} 3`) {
+			t.Fatalf("metrics:\n%s", metrics)
+		}
+		if err := d.stop(t); err != nil {
+			t.Fatalf("exit: %v\n%s", err, d.log())
+		}
+	})
+}
+
+func TestOTLPGRPCDaemon(t *testing.T) {
+	t.Run("otlploggrpc -> daemon -> Kafka: every record found once with the mapping, and counted", func(t *testing.T) {
+		const n = 3000
+		broker, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "edge-logs"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer broker.Close()
+		grpcPort, adminPort := freePort(t), freePort(t)
+		cfgPath := writeConfig(t, filepath.Join(t.TempDir(), "config.yaml"), fmt.Sprintf(
+			"data_dir: %s\nadmin:\n  listen: 127.0.0.1:%d\ningest:\n  otlp:\n    grpc: {listen: 127.0.0.1:%d, token: s3cret}\n"+
+				"sinks:\n  main:\n    type: kafka\n    brokers: [%s]\n    topic: edge-logs\n    linger: 10ms\nroutes:\n  - sources: [otlp]\n    sinks: [main]\n",
+			t.TempDir(), adminPort, grpcPort, broker.ListenAddrs()[0]))
+		d := startDaemon(t, cfgPath)
+		ctx := context.Background()
+		exp, err := otlploggrpc.New(ctx, otlploggrpc.WithEndpoint(fmt.Sprintf("127.0.0.1:%d", grpcPort)), otlploggrpc.WithInsecure(),
+			otlploggrpc.WithCompressor("gzip"), otlploggrpc.WithHeaders(map[string]string{"authorization": "Bearer s3cret"}),
+			otlploggrpc.WithRetry(otlploggrpc.RetryConfig{Enabled: false}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		otlptest.ExportNumbered(t, exp, n)
+		got := consumeTopic(t, broker, n)
+		recs := make([]map[string]any, len(got))
+		for i, v := range got {
+			if err := json.Unmarshal([]byte(v), &recs[i]); err != nil {
+				t.Fatalf("record %q: %v", v, err)
+			}
+		}
+		otlptest.CheckNumbered(t, recs, n)
+		m, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", adminPort))
+		if err != nil {
+			t.Fatal(err)
+		}
+		metrics, _ := io.ReadAll(m.Body)
+		m.Body.Close()
+		if !strings.Contains(string(metrics), fmt.Sprintf(`outboxd_ingest_records_total{endpoint="otlp_grpc"} %d`, n)) {
 			t.Fatalf("metrics:\n%s", metrics)
 		}
 		if err := d.stop(t); err != nil {

@@ -135,11 +135,6 @@ func journalProof(t *testing.T, dataDir string, pfs *powerfs.FS, cycles int) {
 // journalPowerCuts is journalProof with the data directory on powerfs and a
 // power cut after each kill.
 func journalPowerCuts(t *testing.T, cycles int) {
-	backing, mnt := t.TempDir(), t.TempDir()
-	pfs := powerfs.New(backing, mnt)
-	if err := pfs.Mount(); err != nil {
-		t.Skipf("cannot mount FUSE here (needs root and /dev/fuse): %v", err)
-	}
-	t.Cleanup(func() { pfs.Unmount() })
-	journalProof(t, filepath.Join(mnt, "data"), pfs, cycles)
+	dataDir, pfs := onPowerFS(t)
+	journalProof(t, dataDir, pfs, cycles)
 }

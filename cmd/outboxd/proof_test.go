@@ -593,6 +593,14 @@ func TestProof(t *testing.T) {
 		filesProof(t, filepath.Join(mnt, "data"), pfs, cycles)
 	})
 
+	t.Run("otlp: kill -9 under OTLP/HTTP and OTLP/gRPC load loses and repeats no acknowledged record", func(t *testing.T) {
+		otlpProof(t, t.TempDir(), nil, cycles)
+	})
+	t.Run("otlp: power cuts under OTLP/HTTP and OTLP/gRPC load lose and repeat no acknowledged record", func(t *testing.T) {
+		dataDir, pfs := onPowerFS(t)
+		otlpProof(t, dataDir, pfs, cycles)
+	})
+
 	t.Run("journal: kill -9 while entries are appended loses and repeats no entry", func(t *testing.T) { journalProof(t, t.TempDir(), nil, cycles) })
 	t.Run("journal: power cuts while entries are appended lose and repeat no entry", func(t *testing.T) { journalPowerCuts(t, cycles) })
 

@@ -110,6 +110,7 @@ type daemon struct {
 	router     *route.Router
 	http       *ingest.HTTP
 	otlpHTTP   *otlp.HTTP
+	otlpGRPC   *otlp.GRPC
 	syslogs    []*ingest.Syslog
 	certs      []inputCert // the TLS inputs' certificates, re-read on SIGHUP
 	tailer     *files.Tailer
@@ -154,6 +155,11 @@ func (d *daemon) run(ctx context.Context) error {
 		for _, srv := range ingestSrvs {
 			srv.Close()
 		}
+		if g := d.otlpGRPC; g != nil {
+			stopNow, cancel := context.WithCancel(context.Background())
+			cancel()
+			g.Stop(stopNow)
+		}
 		ingesting.Wait()
 		return err
 	}
@@ -174,12 +180,17 @@ func (d *daemon) run(ctx context.Context) error {
 	stopIngest()
 	reloads.Wait() // a reload still running ends now that ingest stopped: it waits on nothing else for long
 	shutCtx, cancel := context.WithTimeout(context.Background(), d.cfg.GracePeriod)
-	// The HTTP and OTLP/HTTP servers stop taking requests and wait for
-	// the ones in flight (answered once committed), then the admin server.
-	for _, srv := range append(ingestSrvs, adminSrv) {
-		if srv != nil {
-			srv.Shutdown(shutCtx)
-		}
+	// The HTTP, OTLP/HTTP and OTLP/gRPC servers stop taking requests and
+	// wait for the ones in flight (answered once committed), then the admin
+	// server.
+	for _, srv := range ingestSrvs {
+		srv.Shutdown(shutCtx)
+	}
+	if g := d.otlpGRPC; g != nil {
+		g.Stop(shutCtx)
+	}
+	if adminSrv != nil {
+		adminSrv.Shutdown(shutCtx)
 	}
 	cancel()
 	ingesting.Wait()
@@ -359,7 +370,8 @@ func buildSink(name string, sc config.Sink, log *slog.Logger) (forwarders.Sink, 
 }
 
 // startIngest starts every input. The HTTP servers it returns (HTTP
-// ingest, OTLP/HTTP) are the caller's to shut down, even with an error.
+// ingest, OTLP/HTTP) and d.otlpGRPC are the caller's to shut down, even
+// with an error.
 func (d *daemon) startIngest(ctx context.Context, wg *sync.WaitGroup) ([]*http.Server, error) {
 	r := d.router
 	// One budget for every endpoint: the memory held by records read but
@@ -395,7 +407,7 @@ func (d *daemon) startIngest(ctx context.Context, wg *sync.WaitGroup) ([]*http.S
 		d.log.Info("http ingest listening", "addr", ln.Addr().String(), "tls", h.TLS != nil)
 	}
 	if o := d.cfg.Ingest.OTLP; o != nil && o.HTTP != nil {
-		rcv := otlp.NewHTTP(otlp.Config{Budget: budget, Logger: d.log}, r)
+		rcv := otlp.NewHTTP(otlpConfig(o.HTTP, budget, d.log), r)
 		d.otlpHTTP = rcv
 		ln, err := net.Listen("tcp", o.HTTP.Listen)
 		if err != nil {
@@ -409,6 +421,20 @@ func (d *daemon) startIngest(ctx context.Context, wg *sync.WaitGroup) ([]*http.S
 			}
 		})
 		d.log.Info("otlp http ingest listening", "addr", ln.Addr().String())
+	}
+	if o := d.cfg.Ingest.OTLP; o != nil && o.GRPC != nil {
+		ln, err := net.Listen("tcp", o.GRPC.Listen)
+		if err != nil {
+			return srvs, fmt.Errorf("ingest.otlp.grpc.listen: %w", err)
+		}
+		rcv := otlp.NewGRPC(otlpConfig(o.GRPC, budget, d.log), r)
+		d.otlpGRPC = rcv
+		wg.Go(func() {
+			if err := rcv.Serve(ln); err != nil {
+				d.log.Error("otlp grpc ingest", "err", err)
+			}
+		})
+		d.log.Info("otlp grpc ingest listening", "addr", ln.Addr().String())
 	}
 	for i, sl := range d.cfg.Ingest.Syslog {
 		sc := ingest.SyslogConfig{Listen: sl.Listen, MaxConnections: sl.MaxConnections,
@@ -461,6 +487,13 @@ func (d *daemon) startIngest(ctx context.Context, wg *sync.WaitGroup) ([]*http.S
 		d.log.Info("journal ingest started", "directory", j.Directory, "units", j.Units, "read_from", j.ReadFrom)
 	}
 	return srvs, nil
+}
+
+// otlpConfig is an OTLP receiver's configuration: its listener's limits
+// (zero: ingest.http's defaults) and the shared budget.
+func otlpConfig(l *config.OTLPListener, budget *ingest.Budget, log *slog.Logger) otlp.Config {
+	return otlp.Config{Token: l.Token, MaxBodyBytes: int64(l.MaxBodyBytes), MaxRecordBytes: int(l.MaxRecordBytes),
+		MaxConcurrent: l.MaxConcurrent, Budget: budget, Logger: log}
 }
 
 func startCPUProfile(path string) (stop func(), err error) {

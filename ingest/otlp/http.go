@@ -9,14 +9,12 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/plog"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/outboxd/outboxd/ingest"
-	"github.com/outboxd/outboxd/outbox"
 )
 
 // DefaultHTTPListen is OTLP/HTTP's port, on loopback only.
@@ -33,10 +31,7 @@ type HTTP struct {
 	app ingest.Appender
 	sem chan struct{}
 
-	Accepted atomic.Int64 // records accepted (committed)
-	Bytes    atomic.Int64 // bytes of the accepted records, as stored
-	Refused  atomic.Int64 // requests refused, for any reason
-	Rejected atomic.Int64 // records over the record limit, reported in partial_success
+	Counters
 }
 
 // NewHTTP returns the receiver; serve it with NewHTTPServer.
@@ -62,7 +57,6 @@ const (
 // gRPC status codes used in google.rpc.Status bodies.
 const (
 	codeInvalidArgument    = 3
-	codeResourceExhausted  = 8
 	codeFailedPrecondition = 9
 	codeInternal           = 13
 	codeUnavailable        = 14
@@ -107,18 +101,9 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// What the request holds of the budget is given back once its records
 	// are committed or refused.
-	var held int64
-	defer func() { h.cfg.Budget.Release(held) }()
-	charge := func(n int64) error {
-		if held+n > h.cfg.Budget.Size() {
-			return fmt.Errorf("%d bytes: %w", held+n, ingest.ErrOverBudget)
-		}
-		if err := h.cfg.Budget.AcquireWithin(r.Context(), n, h.cfg.BudgetWait); err != nil {
-			return err
-		}
-		held += n
-		return nil
-	}
+	held := &hold{ctx: r.Context(), budget: h.cfg.Budget, wait: h.cfg.BudgetWait}
+	defer held.release()
+	charge := held.charge
 	body, err := h.readBody(w, r, charge)
 	if err != nil {
 		h.failRead(w, ct, err)
@@ -137,7 +122,7 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b := &builder{received: time.Now().UTC(), host: h.cfg.Host, maxRecord: h.cfg.MaxRecordBytes}
 	b.build(ld)
 	if err := charge(b.bytes); err != nil {
-		h.failRead(w, ct, err)
+		h.refuse(w, ct, refuseCharge(err, h.cfg.Budget.Size()))
 		return
 	}
 	h.store(w, r, ct, b)
@@ -162,7 +147,6 @@ func decode(ct string, body []byte) (plog.Logs, error) {
 
 var (
 	errTooLarge = errors.New("body too large")
-	errBusy     = errors.New("ingest memory budget busy")
 	errGzip     = errors.New("gzip")
 	errEncoding = errors.New("content encoding")
 )
@@ -236,17 +220,21 @@ func (h *HTTP) failRead(w http.ResponseWriter, ct string, err error) {
 	case errors.Is(err, errTooLarge):
 		h.fail(w, ct, http.StatusRequestEntityTooLarge, codeInvalidArgument,
 			fmt.Sprintf("body over %d bytes (after decompression)", h.cfg.MaxBodyBytes))
-	case errors.Is(err, ingest.ErrOverBudget):
-		h.fail(w, ct, http.StatusRequestEntityTooLarge, codeInvalidArgument,
-			fmt.Sprintf("the request needs more memory than ingest's whole budget (%d bytes); send smaller requests", h.cfg.Budget.Size()))
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		w.Header().Set("Retry-After", "1")
-		h.fail(w, ct, http.StatusServiceUnavailable, codeUnavailable, "ingest is busy (its memory budget is taken); retry later")
 	case errors.Is(err, errGzip), errors.Is(err, errEncoding):
 		h.fail(w, ct, http.StatusBadRequest, codeInvalidArgument, err.Error())
+	case errors.Is(err, ingest.ErrOverBudget), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		h.refuse(w, ct, refuseCharge(err, h.cfg.Budget.Size()))
 	default:
 		h.fail(w, ct, http.StatusBadRequest, codeInvalidArgument, err.Error())
 	}
+}
+
+// refuse answers r, with Retry-After when the client may retry.
+func (h *HTTP) refuse(w http.ResponseWriter, ct string, r *refusal) {
+	if r.retry > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(r.retry/time.Second)))
+	}
+	h.fail(w, ct, r.status, r.code, r.msg)
 }
 
 // store appends the records, all or none, and answers only once they are
@@ -256,27 +244,8 @@ func (h *HTTP) store(w http.ResponseWriter, r *http.Request, ct string, b *build
 		ctx, cancel := context.WithTimeout(r.Context(), h.cfg.FullWait)
 		err := h.app.Append(ctx, Source, b.records)
 		cancel()
-		switch {
-		case err == nil:
-		case errors.Is(err, outbox.ErrQueueFull):
-			w.Header().Set("Retry-After", "1")
-			h.fail(w, ct, http.StatusServiceUnavailable, codeUnavailable, "the outbox is full; retry later")
-			return
-		case errors.Is(err, outbox.ErrDiskFull):
-			w.Header().Set("Retry-After", "5")
-			h.fail(w, ct, http.StatusServiceUnavailable, codeResourceExhausted, "the disk is full; nothing of this request was stored; retry later")
-			return
-		case errors.Is(err, ingest.ErrNoRoute):
-			h.fail(w, ct, http.StatusUnprocessableEntity, codeFailedPrecondition, "no route takes records from source otlp, so nothing was stored; "+
-				"the configuration's routes must include one for otlp (retrying will not help)")
-			return
-		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-			w.Header().Set("Retry-After", "1")
-			h.fail(w, ct, http.StatusServiceUnavailable, codeUnavailable, "the outbox did not take the records in time; nothing was stored; retry later")
-			return
-		default:
-			h.cfg.Logger.Error("store otlp records", "count", len(b.records), "err", err)
-			h.fail(w, ct, http.StatusInternalServerError, codeInternal, "could not store the records; nothing was stored")
+		if refused := refuseAppend(err, len(b.records), h.cfg.Logger); refused != nil {
+			h.refuse(w, ct, refused)
 			return
 		}
 		h.Accepted.Add(int64(len(b.records)))
@@ -285,7 +254,7 @@ func (h *HTTP) store(w http.ResponseWriter, r *http.Request, ct string, b *build
 	msg := ""
 	if b.rejected > 0 {
 		h.Rejected.Add(int64(b.rejected))
-		msg = fmt.Sprintf("%d log records over the record size limit of %d bytes (as stored) were not stored", b.rejected, h.cfg.MaxRecordBytes)
+		msg = rejectedMessage(b.rejected, h.cfg.MaxRecordBytes)
 	}
 	w.Header().Set("Content-Type", ct)
 	w.WriteHeader(http.StatusOK)

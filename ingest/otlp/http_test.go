@@ -31,6 +31,17 @@ func openQueue(t *testing.T, max int) *outbox.Queue[[]byte] {
 	return q
 }
 
+// queueUnless returns app and a new queue; when app is nil, it returns an
+// appender to that queue instead.
+func queueUnless(t *testing.T, app ingest.Appender) (*outbox.Queue[[]byte], ingest.Appender) {
+	t.Helper()
+	q := openQueue(t, 0)
+	if app == nil {
+		app = ingest.QueueAppender{Queue: q}
+	}
+	return q, app
+}
+
 // receiver serves a receiver over app on a real listener; it returns the
 // receiver and its /v1/logs URL.
 func receiver(t *testing.T, cfg Config, app ingest.Appender) (*HTTP, string) {
@@ -123,9 +134,8 @@ func rpcStatus(t *testing.T, r reply) (code int, msg string) {
 	return code, msg
 }
 
-// logsProto is one ExportLogsServiceRequest of n records with message body.
-func logsProto(t *testing.T, bodies ...string) []byte {
-	t.Helper()
+// logsOf is logs of one record per body, with a resource's host.name.
+func logsOf(bodies ...string) plog.Logs {
 	ld := plog.NewLogs()
 	rl := ld.ResourceLogs().AppendEmpty()
 	rl.Resource().Attributes().PutStr("host.name", "app-1")
@@ -133,7 +143,13 @@ func logsProto(t *testing.T, bodies ...string) []byte {
 	for _, b := range bodies {
 		lrs.AppendEmpty().Body().SetStr(b)
 	}
-	out, err := (&plog.ProtoMarshaler{}).MarshalLogs(ld)
+	return ld
+}
+
+// logsProto is one ExportLogsServiceRequest of a record per body.
+func logsProto(t *testing.T, bodies ...string) []byte {
+	t.Helper()
+	out, err := (&plog.ProtoMarshaler{}).MarshalLogs(logsOf(bodies...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,6 +275,8 @@ func TestStatuses(t *testing.T) {
 		{name: "JSON of wrong types is 400", ct: ctJSON, body: []byte(`{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"timeUnixNano":{"a":1}}]}]}]}`), status: 400, code: codeInvalidArgument},
 		{name: "resourceLogs not an array is 400", ct: ctJSON, body: []byte(`{"resourceLogs":"nope"}`), status: 400, code: codeInvalidArgument},
 		{name: "a trace id that is not 16 bytes of hex is 400 (as the Collector answers)", ct: ctJSON, body: []byte(`{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"traceId":"zz"}]}]}]}`), status: 400, code: codeInvalidArgument, msgContains: "length"},
+		{name: "a span id of three bytes in protobuf is 400: pdata refuses the request (as the Collector answers)", ct: ctProto, body: badSpanID(), status: 400, code: codeInvalidArgument, msgContains: "SpanID length"},
+		{name: "a span id of three bytes in JSON hex is 400", ct: ctJSON, body: []byte(`{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"spanId":"010203"}]}]}]}`), status: 400, code: codeInvalidArgument, msgContains: "length"},
 		{name: "JSON that is not JSON is 400", ct: ctJSON, body: []byte(`{"resourceLogs":[`), status: 400, code: codeInvalidArgument},
 		{name: "a broken gzip stream is 400", ct: ctProto, enc: "gzip", body: gzipped(logsProto(t, "a"))[:15], status: 400, code: codeInvalidArgument},
 		{name: "an unknown content type is 415", ct: "text/plain", body: []byte("x"), status: 415, code: codeInvalidArgument},
@@ -266,17 +284,13 @@ func TestStatuses(t *testing.T) {
 		{name: "a gzip bomb is 413 after decompression", cfg: Config{MaxBodyBytes: 1 << 20}, ct: ctProto, enc: "gzip", body: gzipped(make([]byte, 64<<20)), status: 413, code: codeInvalidArgument, msgContains: "after decompression"},
 		{name: "a body over the limit is 413", ct: ctJSON, body: bytes.Repeat([]byte(" "), 11<<20), status: 413, code: codeInvalidArgument},
 		{name: "a full outbox is 503 with Retry-After", app: scripted{fmt.Errorf("send: %w", outbox.ErrQueueFull)}, ct: ctProto, body: logsProto(t, "a"), status: 503, code: codeUnavailable, retryAfter: true},
-		{name: "a full disk is 503 with Retry-After", app: scripted{fmt.Errorf("commit: %w", outbox.ErrDiskFull)}, ct: ctJSON, body: []byte(`{"resourceLogs":[{"scopeLogs":[{"logRecords":[{}]}]}]}`), status: 503, code: codeResourceExhausted, retryAfter: true},
+		{name: "a full disk is 503 with Retry-After", app: scripted{fmt.Errorf("commit: %w", outbox.ErrDiskFull)}, ct: ctJSON, body: []byte(`{"resourceLogs":[{"scopeLogs":[{"logRecords":[{}]}]}]}`), status: 503, code: codeUnavailable, retryAfter: true},
 		{name: "an outbox that does not answer in time is 503", app: scripted{context.DeadlineExceeded}, ct: ctProto, body: logsProto(t, "a"), status: 503, code: codeUnavailable, retryAfter: true},
 		{name: "no route for otlp is 422 (not retried)", app: scripted{ingest.ErrNoRoute}, ct: ctProto, body: logsProto(t, "a"), status: 422, code: codeFailedPrecondition, msgContains: "routes must include one for otlp"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			q := openQueue(t, 0)
-			app := c.app
-			if app == nil {
-				app = ingest.QueueAppender{Queue: q}
-			}
+			q, app := queueUnless(t, c.app)
 			h, url := receiver(t, c.cfg, app)
 			var headers []string
 			if c.enc != "" {

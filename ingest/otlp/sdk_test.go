@@ -2,111 +2,54 @@ package otlp
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/hex"
-	"fmt"
 	"strconv"
 	"testing"
-	"time"
 
-	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploggrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploghttp"
-	otellog "go.opentelemetry.io/otel/log"
-	sdklog "go.opentelemetry.io/otel/sdk/log"
-	"go.opentelemetry.io/otel/sdk/resource"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/outboxd/outboxd/ingest"
+	"github.com/outboxd/outboxd/internal/otlptest"
 )
 
-// TestSDKExport: the OpenTelemetry Go SDK's OTLP/HTTP exporter sends
-// thousands of records, plain and gzipped; every one is in the outbox with
-// the mapping.
+// TestSDKExport: the OpenTelemetry Go SDK's OTLP exporters (HTTP and
+// gRPC) send thousands of records, plain and gzipped; every one is in the
+// outbox with the mapping.
 func TestSDKExport(t *testing.T) {
+	const n = 5000
+	ctx := context.Background()
 	for _, comp := range []struct {
 		name string
 		c    otlploghttp.Compression
 	}{{"uncompressed", otlploghttp.NoCompression}, {"gzip", otlploghttp.GzipCompression}} {
 		t.Run("otlploghttp "+comp.name+": 5000 records, each stored with resource, attributes, trace context and body", func(t *testing.T) {
-			const n = 5000
 			q := openQueue(t, 0)
 			h, url := receiver(t, Config{}, ingest.QueueAppender{Queue: q})
-			ctx := context.Background()
 			exp, err := otlploghttp.New(ctx, otlploghttp.WithEndpointURL(url), otlploghttp.WithCompression(comp.c),
 				otlploghttp.WithRetry(otlploghttp.RetryConfig{Enabled: false}))
 			if err != nil {
 				t.Fatal(err)
 			}
-			res := resource.NewSchemaless(attribute.String("host.name", "app-1"), attribute.String("service.name", "checkout"))
-			lp := sdklog.NewLoggerProvider(sdklog.WithResource(res),
-				sdklog.WithProcessor(sdklog.NewBatchProcessor(exp, sdklog.WithMaxQueueSize(n), sdklog.WithExportMaxBatchSize(512))))
-			logger := lp.Logger("shop", otellog.WithInstrumentationVersion("0.9.1"))
-			base := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
-			for i := range n {
-				var r otellog.Record
-				r.SetTimestamp(base.Add(time.Duration(i) * time.Microsecond))
-				r.SetSeverity(otellog.SeverityWarn)
-				r.SetSeverityText("WARN")
-				switch i % 4 {
-				case 0:
-					r.SetBody(attribute.StringValue("order " + strconv.Itoa(i)))
-				case 1:
-					r.SetBody(attribute.MapValue(attribute.Int("order", i), attribute.String("state", "paid")))
-				case 2:
-					r.SetBody(attribute.Int64Value(int64(i)))
-				case 3:
-					r.SetBody(attribute.ByteSliceValue([]byte{0, 1, byte(i)}))
-				}
-				r.AddAttributes(attribute.Int("i", i), attribute.Bool("even", i%2 == 0))
-				r.SetEventName("order.event")
-				var tid trace.TraceID
-				var sid trace.SpanID
-				copy(tid[:], fmt.Sprintf("%016d", i))
-				copy(sid[:], fmt.Sprintf("%08d", i))
-				sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled})
-				logger.Emit(trace.ContextWithSpanContext(ctx, sc), r)
+			otlptest.ExportNumbered(t, exp, n)
+			otlptest.CheckNumbered(t, stored(t, q), n)
+			if h.Accepted.Load() != n {
+				t.Fatalf("accepted %d, want %d", h.Accepted.Load(), n)
 			}
-			if err := lp.Shutdown(ctx); err != nil { // flushes every batch
+		})
+	}
+	for _, comp := range []string{"", "gzip"} {
+		t.Run("otlploggrpc compressor "+strconv.Quote(comp)+": 5000 records, each stored with resource, attributes, trace context and body", func(t *testing.T) {
+			q := openQueue(t, 0)
+			g, addr := grpcReceiver(t, Config{}, ingest.QueueAppender{Queue: q})
+			exp, err := otlploggrpc.New(ctx, otlploggrpc.WithEndpoint(addr), otlploggrpc.WithInsecure(),
+				otlploggrpc.WithCompressor(comp), otlploggrpc.WithRetry(otlploggrpc.RetryConfig{Enabled: false}))
+			if err != nil {
 				t.Fatal(err)
 			}
-			recs := stored(t, q)
-			if len(recs) != n || h.Accepted.Load() != n {
-				t.Fatalf("stored %d, accepted %d, want %d", len(recs), h.Accepted.Load(), n)
-			}
-			seen := make([]bool, n)
-			for _, rec := range recs {
-				o := rec["otel"].(map[string]any)
-				i := int(o["attributes"].(map[string]any)["i"].(float64))
-				if seen[i] {
-					t.Fatalf("record %d stored twice", i)
-				}
-				seen[i] = true
-				var want string
-				switch i % 4 {
-				case 0:
-					want = "order " + strconv.Itoa(i)
-				case 1:
-					want = fmt.Sprintf(`{"order":%d,"state":"paid"}`, i)
-				case 2:
-					want = strconv.Itoa(i)
-				case 3:
-					want = base64.StdEncoding.EncodeToString([]byte{0, 1, byte(i)})
-				}
-				tid := hex.EncodeToString(fmt.Appendf(nil, "%016d", i))
-				sid := hex.EncodeToString(fmt.Appendf(nil, "%08d", i))
-				scope := o["scope"].(map[string]any)
-				resAttrs := o["resource"].(map[string]any)
-				ts := base.Add(time.Duration(i) * time.Microsecond).Format(time.RFC3339Nano)
-				if rec["message"] != want {
-					t.Fatalf("record %d: message %q, want %q", i, rec["message"], want)
-				}
-				if rec["source"] != "otlp" || rec["host"] != "app-1" || rec["ts"] != ts ||
-					rec["severity_number"] != float64(13) || rec["severity_text"] != "WARN" ||
-					o["trace_id"] != tid || o["span_id"] != sid || o["flags"] != float64(1) || o["event_name"] != "order.event" ||
-					scope["name"] != "shop" || scope["version"] != "0.9.1" ||
-					resAttrs["service.name"] != "checkout" || o["attributes"].(map[string]any)["even"] != (i%2 == 0) {
-					t.Fatalf("record %d: %v", i, rec)
-				}
+			otlptest.ExportNumbered(t, exp, n)
+			otlptest.CheckNumbered(t, stored(t, q), n)
+			if g.Accepted.Load() != n {
+				t.Fatalf("accepted %d, want %d", g.Accepted.Load(), n)
 			}
 		})
 	}
