@@ -20,6 +20,8 @@ type OTLPListener struct {
 	MaxBodyBytes   Size   `koanf:"max_body_bytes"`
 	MaxRecordBytes Size   `koanf:"max_record_bytes"`
 	MaxConcurrent  int    `koanf:"max_concurrent"`
+	// TLS, when set, serves TLS only (gRPC: its credentials).
+	TLS *ServerTLS `koanf:"tls"`
 }
 
 // The OTLP ports, on loopback like every other input.
@@ -52,6 +54,9 @@ func (o OTLPInput) validate(path string, add func(error)) {
 		}
 		checkSize(l.path+".max_body_bytes", l.ln.MaxBodyBytes, false, add)
 		checkSize(l.path+".max_record_bytes", l.ln.MaxRecordBytes, true, add)
+		if l.ln.TLS != nil {
+			validateServerTLS(l.path+".tls", *l.ln.TLS, add)
+		}
 		if l.ln.MaxConcurrent < 0 {
 			add(problem(l.path+".max_concurrent", "%d is negative", l.ln.MaxConcurrent))
 		}

@@ -24,9 +24,10 @@ import (
 	"github.com/outboxd/outboxd/ingest/files"
 	"github.com/outboxd/outboxd/ingest/journal"
 	"github.com/outboxd/outboxd/ingest/otlp"
-	"github.com/outboxd/outboxd/ingest/tlsconf"
 	"github.com/outboxd/outboxd/ingest/route"
+	"github.com/outboxd/outboxd/ingest/tlsconf"
 	"github.com/outboxd/outboxd/outbox"
+	"google.golang.org/grpc"
 )
 
 const systemConfig = "/etc/outboxd/config.yaml"
@@ -414,27 +415,46 @@ func (d *daemon) startIngest(ctx context.Context, wg *sync.WaitGroup) ([]*http.S
 			return srvs, fmt.Errorf("ingest.otlp.http.listen: %w", err)
 		}
 		srv := otlp.NewHTTPServer(o.HTTP.Listen, rcv)
+		serve := srv.Serve
+		if o.HTTP.TLS != nil {
+			c, err := d.inputCert("ingest.otlp.http.tls", o.HTTP.TLS)
+			if err != nil {
+				ln.Close()
+				return srvs, err
+			}
+			srv.TLSConfig = c.Config("http/1.1")
+			serve = func(ln net.Listener) error { return srv.ServeTLS(ln, "", "") }
+		}
 		srvs = append(srvs, srv)
 		wg.Go(func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				d.log.Error("otlp http ingest", "err", err)
 			}
 		})
-		d.log.Info("otlp http ingest listening", "addr", ln.Addr().String())
+		d.log.Info("otlp http ingest listening", "addr", ln.Addr().String(), "tls", o.HTTP.TLS != nil)
 	}
 	if o := d.cfg.Ingest.OTLP; o != nil && o.GRPC != nil {
 		ln, err := net.Listen("tcp", o.GRPC.Listen)
 		if err != nil {
 			return srvs, fmt.Errorf("ingest.otlp.grpc.listen: %w", err)
 		}
-		rcv := otlp.NewGRPC(otlpConfig(o.GRPC, budget, d.log), r)
+		var opts []grpc.ServerOption
+		if o.GRPC.TLS != nil {
+			c, err := d.inputCert("ingest.otlp.grpc.tls", o.GRPC.TLS)
+			if err != nil {
+				ln.Close()
+				return srvs, err
+			}
+			opts = otlp.TLS(c.Config("h2"))
+		}
+		rcv := otlp.NewGRPC(otlpConfig(o.GRPC, budget, d.log), r, opts...)
 		d.otlpGRPC = rcv
 		wg.Go(func() {
 			if err := rcv.Serve(ln); err != nil {
 				d.log.Error("otlp grpc ingest", "err", err)
 			}
 		})
-		d.log.Info("otlp grpc ingest listening", "addr", ln.Addr().String())
+		d.log.Info("otlp grpc ingest listening", "addr", ln.Addr().String(), "tls", o.GRPC.TLS != nil)
 	}
 	for i, sl := range d.cfg.Ingest.Syslog {
 		sc := ingest.SyslogConfig{Listen: sl.Listen, MaxConnections: sl.MaxConnections,

@@ -18,7 +18,14 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploggrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploghttp"
+	sdklog "go.opentelemetry.io/otel/sdk/log"
+	"google.golang.org/grpc/credentials"
+
 	"github.com/outboxd/outboxd/ingest/tlsconf/tlstest"
+	"github.com/outboxd/outboxd/internal/otlptest"
 )
 
 // tlsDaemon is a daemon whose HTTP and syslog inputs serve TLS and require
@@ -408,5 +415,88 @@ routes:
 	}
 	if _, err := launchDaemon(t, cfg); err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("start: %v", err)
+	}
+}
+
+// TestTLSOTLP: the Go SDK's OTLP/HTTP and OTLP/gRPC exporters over TLS with
+// a client certificate; every record arrives with the mapping and names
+// the client. Without a certificate the export fails and nothing is stored.
+func TestTLSOTLP(t *testing.T) {
+	ca := tlstest.NewCA(t, "site-ca")
+	server := ca.Server(t, "outboxd-1", tlstest.Options{})
+	client := ca.Client(t, "app-7", tlstest.Options{})
+	c := &collector{}
+	srv := newServer(c)
+	defer srv.Close()
+	httpPort, grpcPort := freePort(t), freePort(t)
+	tlsBlock := fmt.Sprintf("{cert_file: %s, key_file: %s, client_ca_file: %s}", server.CertFile, server.KeyFile, ca.File)
+	cfgPath := writeConfig(t, filepath.Join(t.TempDir(), "config.yaml"), fmt.Sprintf(`data_dir: %s
+ingest:
+  otlp:
+    http: {listen: 127.0.0.1:%d, tls: %s}
+    grpc: {listen: 127.0.0.1:%d, tls: %s}
+sinks:
+  collector: {type: http, url: %s, linger: 10ms}
+routes:
+  - sinks: [collector]
+`, t.TempDir(), httpPort, tlsBlock, grpcPort, tlsBlock, srv.URL))
+	d := startDaemon(t, cfgPath)
+	withCert := &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{client.TLS}}
+	anonymous := &tls.Config{RootCAs: ca.Pool()}
+	ctx := context.Background()
+	exporters := map[string]func(*tls.Config) (sdklog.Exporter, error){
+		"otlploghttp": func(c *tls.Config) (sdklog.Exporter, error) {
+			return otlploghttp.New(ctx, otlploghttp.WithEndpoint(fmt.Sprintf("localhost:%d", httpPort)),
+				otlploghttp.WithTLSClientConfig(c), otlploghttp.WithRetry(otlploghttp.RetryConfig{Enabled: false}))
+		},
+		"otlploggrpc": func(c *tls.Config) (sdklog.Exporter, error) {
+			return otlploggrpc.New(ctx, otlploggrpc.WithEndpoint(fmt.Sprintf("localhost:%d", grpcPort)),
+				otlploggrpc.WithTLSCredentials(credentials.NewTLS(c)), otlploggrpc.WithRetry(otlploggrpc.RetryConfig{Enabled: false}))
+		},
+	}
+	const n = 1000
+	for _, name := range []string{"otlploghttp", "otlploggrpc"} {
+		t.Run(name+" with a client certificate: every record, named", func(t *testing.T) {
+			before := c.count(`"source":"otlp"`)
+			exp, err := exporters[name](withCert)
+			if err != nil {
+				t.Fatal(err)
+			}
+			otlptest.ExportNumbered(t, exp, n)
+			waitUntil(t, "the records", func() bool { return c.count(`"source":"otlp"`) == before+n })
+			c.mu.Lock()
+			var recs []map[string]any
+			for _, l := range c.lines {
+				var r map[string]any
+				if json.Unmarshal([]byte(l), &r) == nil && r["source"] == "otlp" {
+					recs = append(recs, r)
+				}
+			}
+			c.lines = nil
+			c.mu.Unlock()
+			otlptest.CheckNumbered(t, recs, n)
+			for _, r := range recs {
+				wantClient(t, r, "app-7")
+			}
+		})
+		t.Run(name+" without a client certificate fails; nothing stored", func(t *testing.T) {
+			exp, err := exporters[name](anonymous)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var r sdklog.Record
+			r.SetBody(attribute.StringValue("anonymous " + name))
+			if err := exp.Export(ctx, []sdklog.Record{r}); err == nil {
+				t.Fatal("the export succeeded")
+			}
+			exp.Shutdown(ctx)
+			time.Sleep(200 * time.Millisecond)
+			if c.count("anonymous") != 0 {
+				t.Fatal("a record without a client certificate was stored")
+			}
+		})
+	}
+	if err := d.stop(t); err != nil {
+		t.Fatalf("stop: %v\n%s", err, d.log())
 	}
 }

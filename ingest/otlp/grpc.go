@@ -3,6 +3,7 @@ package otlp
 import (
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -13,13 +14,16 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	_ "google.golang.org/grpc/encoding/gzip" // clients may send gzip (the Collector's exporters do by default)
 	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/outboxd/outboxd/ingest"
+	"github.com/outboxd/outboxd/ingest/tlsconf"
 )
 
 // DefaultGRPCListen is OTLP/gRPC's port, on loopback only.
@@ -38,16 +42,17 @@ type GRPC struct {
 	Counters
 }
 
-// NewGRPC returns the receiver; Serve serves it on a listener.
-func NewGRPC(cfg Config, app ingest.Appender) *GRPC {
+// NewGRPC returns the receiver; Serve serves it on a listener. opts add
+// server options (TLS: TLS).
+func NewGRPC(cfg Config, app ingest.Appender, opts ...grpc.ServerOption) *GRPC {
 	cfg = cfg.WithDefaults()
 	g := &GRPC{cfg: cfg, app: app, sem: make(chan struct{}, cfg.MaxConcurrent)}
-	g.srv = grpc.NewServer(
+	g.srv = grpc.NewServer(append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(int(cfg.MaxBodyBytes)), // checked after decompression too: a gzip bomb stops there
 		grpc.MaxConcurrentStreams(uint32(cfg.MaxConcurrent)),
 		grpc.InTapHandle(g.tap),
 		grpc.ForceServerCodecV2(wireCodec{}),
-	)
+	}, opts...)...)
 	g.srv.RegisterService(&grpc.ServiceDesc{
 		ServiceName: "opentelemetry.proto.collector.logs.v1.LogsService",
 		HandlerType: (*any)(nil),
@@ -105,6 +110,27 @@ func (g *GRPC) handle(_ any, ctx context.Context, dec func(any) error, _ grpc.Un
 		return nil, status.Errorf(codes.Internal, "encode ExportLogsServiceResponse: %v", err)
 	}
 	return &wire{b}, nil
+}
+
+// TLS is the server options of a receiver that serves TLS with cfg (a
+// tlsconf.Server's, whose NextProtos must offer h2): the credentials, and
+// a handshake bound (gRPC's default is 120 s).
+func TLS(cfg *tls.Config) []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.Creds(credentials.NewTLS(cfg)), grpc.ConnectionTimeout(tlsconf.HandshakeTimeout)}
+}
+
+// clientOf is the tls_client JSON of the request's connection: its
+// verified client certificate; nil without one.
+func clientOf(ctx context.Context) []byte {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return nil
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok {
+		return nil
+	}
+	return tlsconf.ClientOf(&info.State).JSON()
 }
 
 // Serve serves gRPC on ln until Stop; it returns nil after Stop.
@@ -178,7 +204,7 @@ func (g *GRPC) export(ctx context.Context, msg []byte) (plogotlp.ExportResponse,
 	if err != nil {
 		return plogotlp.ExportResponse{}, g.refuse(&refusal{400, codeInvalidArgument, 0, err.Error()})
 	}
-	b := &builder{received: time.Now().UTC(), host: g.cfg.Host, maxRecord: g.cfg.MaxRecordBytes}
+	b := &builder{received: time.Now().UTC(), host: g.cfg.Host, maxRecord: g.cfg.MaxRecordBytes, client: clientOf(ctx)}
 	b.build(ld)
 	if err := held.charge(b.bytes); err != nil {
 		return plogotlp.ExportResponse{}, g.refuse(refuseCharge(err, g.cfg.Budget.Size()))

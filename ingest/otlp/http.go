@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/outboxd/outboxd/ingest"
+	"github.com/outboxd/outboxd/ingest/tlsconf"
 )
 
 // DefaultHTTPListen is OTLP/HTTP's port, on loopback only.
@@ -119,7 +120,8 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, ct, http.StatusBadRequest, codeInvalidArgument, err.Error())
 		return
 	}
-	b := &builder{received: time.Now().UTC(), host: h.cfg.Host, maxRecord: h.cfg.MaxRecordBytes}
+	b := &builder{received: time.Now().UTC(), host: h.cfg.Host, maxRecord: h.cfg.MaxRecordBytes,
+		client: tlsconf.ClientOf(r.TLS).JSON()}
 	b.build(ld)
 	if err := charge(b.bytes); err != nil {
 		h.refuse(w, ct, refuseCharge(err, h.cfg.Budget.Size()))
