@@ -5,12 +5,14 @@ import (
 	"bytes"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -69,6 +71,12 @@ func benchHTTPIngest(b *testing.B, per int, withTLS bool) {
 	q := benchQueue(b)
 	srv := httptest.NewUnstartedServer(NewHTTP(HTTPConfig{Host: "bench"}, QueueAppender{Queue: q}))
 	transport := &http.Transport{MaxIdleConnsPerHost: 16}
+	var conns atomic.Int64 // connections opened: a handshake each under TLS
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
 	if withTLS {
 		srv.TLS, transport.TLSClientConfig = benchTLS(b)
 		srv.StartTLS()
@@ -96,6 +104,7 @@ func benchHTTPIngest(b *testing.B, per int, withTLS bool) {
 					b.Error(err)
 					return
 				}
+				io.Copy(io.Discard, resp.Body) // read to the end: the connection is reused
 				resp.Body.Close()
 				if resp.StatusCode != 202 {
 					b.Errorf("status %d", resp.StatusCode)
@@ -114,6 +123,7 @@ func benchHTTPIngest(b *testing.B, per int, withTLS bool) {
 	b.ReportMetric(float64(b.N*per)/b.Elapsed().Seconds(), "records/s")
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(conns.Load()), "conns")
 }
 
 // BenchmarkSyslogTCP is one connection streaming RFC 5424 lines, plain and
