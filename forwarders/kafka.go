@@ -180,7 +180,13 @@ func (k *Kafka) Send(ctx context.Context, records [][]byte) error {
 			rejected[i] = fmt.Sprintf("kafka sink %s: message of %d bytes exceeds max_message_bytes %d", k.cfg.Topic, size, k.cfg.MaxMessageBytes)
 			continue
 		}
-		msgs = append(msgs, kafka.Message{Key: key, Value: r})
+		m := kafka.Message{Key: key, Value: r}
+		if id := recordID(r); id != nil {
+			// The same id on every delivery: consumers de-duplicate by it
+			// without parsing the value.
+			m.Headers = []kafka.Header{{Key: "record_id", Value: id}}
+		}
+		msgs = append(msgs, m)
 		index = append(index, i)
 	}
 	var retry error

@@ -147,10 +147,10 @@ func TestHTTPBudget(t *testing.T) {
 }
 
 func TestHTTPDefaultBudget(t *testing.T) {
-	t.Run("a 5 MiB NDJSON body of 256-byte records fits the default budget", func(t *testing.T) {
+	t.Run("a 4.75 MiB NDJSON body of 256-byte records fits the default budget", func(t *testing.T) {
 		q := openQueue(t, 0)
 		_, url := endpoint(t, HTTPConfig{}, q)
-		body := ndjsonBody(5 << 20 / 256)
+		body := ndjsonBody(19 << 18 / 256) // 4.75 MiB
 		if r := post(t, url, "application/x-ndjson", body); r.status != 202 {
 			t.Fatalf("%d bytes: %d %+v", len(body), r.status, r.body)
 		}

@@ -18,6 +18,7 @@ type SyslogEnvelope struct {
 	ReceivedAt     time.Time                    `json:"received_at"`
 	Host           string                       `json:"host,omitempty"`
 	Source         string                       `json:"source"`
+	RecordID       string                       `json:"record_id"`
 	Facility       string                       `json:"facility,omitempty"`
 	Severity       string                       `json:"severity,omitempty"`
 	App            string                       `json:"app,omitempty"`
@@ -60,6 +61,7 @@ func newSyslogEnvelope(m SyslogMessage, received time.Time, source, peer string,
 	e := SyslogEnvelope{
 		TS: m.Timestamp, ReceivedAt: received, Host: m.Hostname, Source: source,
 		App: m.AppName, ProcID: m.ProcID, MsgID: m.MsgID, StructuredData: m.StructuredData,
+		RecordID: string(appendULID(make([]byte, 0, 26), ids.next())),
 		SyslogFormat: m.Format, ParseError: m.Format == FormatUnparsed,
 	}
 	if e.TS.IsZero() {
@@ -92,7 +94,7 @@ func newSyslogEnvelope(m SyslogMessage, received time.Time, source, peer string,
 func (e SyslogEnvelope) Marshal() ([]byte, error) {
 	// Room for the keys, the times and every value unescaped: one
 	// allocation for a typical record.
-	return e.appendTo(make([]byte, 0, 256+len(e.Host)+len(e.Source)+len(e.Facility)+len(e.Severity)+len(e.App)+
+	return e.appendTo(make([]byte, 0, 256+len(e.RecordID)+len(e.Host)+len(e.Source)+len(e.Facility)+len(e.Severity)+len(e.App)+
 		len(e.ProcID)+len(e.MsgID)+len(e.Message)+len(e.MessageBase64)+len(e.SyslogFormat)+len(e.TLSClient))), nil
 }
 
@@ -104,6 +106,7 @@ func (e SyslogEnvelope) appendTo(b []byte) []byte {
 	b = appendTime(b, e.ReceivedAt)
 	b = appendField(b, "host", e.Host, true)
 	b = appendField(b, "source", e.Source, false)
+	b = appendField(b, "record_id", e.RecordID, false)
 	b = appendField(b, "facility", e.Facility, true)
 	b = appendField(b, "severity", e.Severity, true)
 	b = appendField(b, "app", e.App, true)

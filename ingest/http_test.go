@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -211,16 +212,23 @@ func FuzzDecodeBodies(f *testing.F) {
 	})
 }
 
+var recordIDRE = regexp.MustCompile(`"record_id":"[0-9A-HJKMNP-TV-Z]{26}"`)
+
 func TestCompleteObject(t *testing.T) {
 	st := newStamp(time.Date(2026, 11, 26, 1, 2, 3, 4, time.UTC), "edge-1", "http")
 	for in, want := range map[string]string{
-		`{}`:        `{"ts":"2026-11-26T01:02:03.000000004Z","received_at":"2026-11-26T01:02:03.000000004Z","host":"edge-1","source":"http"}`,
-		` {"a":1} `: `{"a":1,"ts":"2026-11-26T01:02:03.000000004Z","received_at":"2026-11-26T01:02:03.000000004Z","host":"edge-1","source":"http"}`,
-		`{"ts":"x","host":"h","n":{"source":1},"source":"s","received_at":0}`: `{"ts":"x","host":"h","n":{"source":1},"source":"s","received_at":0}`,
-		`{"t\"s":1,"ts":2,"received_at":3,"host":4,"source":5}`:               `{"t\"s":1,"ts":2,"received_at":3,"host":4,"source":5}`,
-		`{"x":"ts","y":["host"],"received_at":1,"ts":1,"source":1}`:           `{"x":"ts","y":["host"],"received_at":1,"ts":1,"source":1,"host":"edge-1"}`,
+		`{}`:        `{"ts":"2026-11-26T01:02:03.000000004Z","received_at":"2026-11-26T01:02:03.000000004Z","host":"edge-1","source":"http","record_id":ID}`,
+		` {"a":1} `: `{"a":1,"ts":"2026-11-26T01:02:03.000000004Z","received_at":"2026-11-26T01:02:03.000000004Z","host":"edge-1","source":"http","record_id":ID}`,
+		`{"ts":"x","host":"h","n":{"source":1},"source":"s","received_at":0}`: `{"ts":"x","host":"h","n":{"source":1},"source":"s","received_at":0,"record_id":ID}`,
+		`{"t\"s":1,"ts":2,"received_at":3,"host":4,"source":5}`:               `{"t\"s":1,"ts":2,"received_at":3,"host":4,"source":5,"record_id":ID}`,
+		`{"x":"ts","y":["host"],"received_at":1,"ts":1,"source":1}`:           `{"x":"ts","y":["host"],"received_at":1,"ts":1,"source":1,"host":"edge-1","record_id":ID}`,
+		`{"record_id":"mine","n":1}`:                                          `{"record_id":"mine","n":1,"ts":"2026-11-26T01:02:03.000000004Z","received_at":"2026-11-26T01:02:03.000000004Z","host":"edge-1","source":"http"}`,
 	} {
 		got, err := completeObject([]byte(in), st)
+		// ID: a new record id, 26 characters of Crockford's base32.
+		if err == nil {
+			got = recordIDRE.ReplaceAll(got, []byte(`"record_id":ID`))
+		}
 		if err != nil || string(got) != want {
 			t.Errorf("completeObject(%s)\n got %s (%v)\nwant %s", in, got, err, want)
 		}

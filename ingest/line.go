@@ -51,7 +51,7 @@ func (s Stamp) Line(msg []byte, cut bool, ts time.Time, fields ...Field) []byte 
 // that build many records into one buffer size it with this.
 func (s Stamp) LineSize(msg []byte, fields ...Field) int {
 	st := s.st
-	n := 128 + 2*len(st.tsJSON) + len(st.hostJSON) + len(st.sourceJSON) + len(st.client) + len(msg) + len(msg)/8
+	n := 168 + 2*len(st.tsJSON) + len(st.hostJSON) + len(st.sourceJSON) + len(st.client) + len(msg) + len(msg)/8
 	for _, f := range fields {
 		n += len(f.Key) + len(f.JSON) + 4
 	}

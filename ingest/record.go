@@ -66,7 +66,7 @@ func completeObjectWith(raw []byte, st stamp, extra []Field) ([]byte, error) {
 	}
 	// Exactly the room the added fields can take: the budget is charged the
 	// capacity.
-	room := len(raw) + len(`,"ts":,"received_at":,"host":,"source":}`) + 2*len(st.tsJSON) + len(st.hostJSON) + len(st.sourceJSON)
+	room := len(raw) + len(`,"ts":,"received_at":,"host":,"source":,"record_id":""}`) + 26 + 2*len(st.tsJSON) + len(st.hostJSON) + len(st.sourceJSON)
 	for _, f := range extra {
 		room += len(f.Key) + len(f.JSON) + 4
 	}
@@ -90,6 +90,9 @@ func completeObjectWith(raw []byte, st stamp, extra []Field) ([]byte, error) {
 	add("received_at", st.tsJSON)
 	add("host", st.hostJSON)
 	add("source", st.sourceJSON)
+	if !has["record_id"] { // a record's own id stays
+		add("record_id", appendRecordID(nil))
+	}
 	for _, f := range extra {
 		add(f.Key, f.JSON)
 	}
@@ -122,7 +125,7 @@ func topLevelKeys(raw []byte, extra []Field) map[string]bool {
 			}
 			if expectKey && depth == 1 {
 				switch k := string(raw[i+1 : end]); k {
-				case "ts", "received_at", "host", "source":
+				case "ts", "received_at", "host", "source", "record_id":
 					has[k] = true
 				default:
 					for _, f := range extra {
@@ -150,6 +153,8 @@ func (st stamp) appendHead(b, ts []byte) []byte {
 	b = append(b, st.hostJSON...)
 	b = append(b, `,"source":`...)
 	b = append(b, st.sourceJSON...)
+	b = append(b, `,"record_id":`...)
+	b = appendRecordID(b)
 	if st.client != nil {
 		b = append(b, `,"tls_client":`...)
 		b = append(b, st.client...)
@@ -163,7 +168,7 @@ func (st stamp) appendHead(b, ts []byte) []byte {
 // json.Marshal keeps its buffers in a pool, and a flood of megabyte lines
 // would keep megabytes there outside the ingest budget.
 func textRecord(line []byte, cut bool, st stamp) []byte {
-	b := make([]byte, 0, 96+2*len(st.tsJSON)+len(st.hostJSON)+len(st.sourceJSON)+len(st.client)+16+len(line)+len(line)/8)
+	b := make([]byte, 0, 136+2*len(st.tsJSON)+len(st.hostJSON)+len(st.sourceJSON)+len(st.client)+16+len(line)+len(line)/8)
 	b = st.appendHead(b, st.tsJSON)
 	b = append(b, `,"message":`...)
 	b = appendJSONString(b, unsafe.String(unsafe.SliceData(line), len(line))) // only read

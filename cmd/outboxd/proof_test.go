@@ -55,10 +55,19 @@ type oracle struct {
 	where map[int64][]string
 	// unnumbered counts records at the collector that carry no number.
 	unnumbered int
+	// recordIDs: each number's record ids seen at any sink (one, however
+	// often it was delivered), and each id's numbers (one); noID counts
+	// numbered records without one, badHeader Kafka messages whose
+	// record_id header is not their value's.
+	recordIDs map[int64]map[string]bool
+	idNumbers map[string]map[int64]bool
+	noID      int
+	badHeader int
 }
 
 func newOracle() *oracle {
 	return &oracle{acked: map[int64]bool{}, arrived: map[string]map[int64]int{"collector": {}, "kafka": {}},
+		recordIDs: map[int64]map[string]bool{}, idNumbers: map[string]map[int64]bool{},
 		excused: map[string]map[int64]bool{"collector": {}, "kafka": {}}}
 }
 
@@ -81,6 +90,73 @@ func (o *oracle) ack(ns []int64) {
 
 var proofNumber = regexp.MustCompile(`proof-(\d+)-`)
 
+var proofRecordID = regexp.MustCompile(`"record_id":"([^"]+)"`)
+
+// noteID records that number n arrived with the record id in m (nil: none).
+func (o *oracle) noteID(n int64, m [][]byte) {
+	if m == nil {
+		o.noID++
+		return
+	}
+	id := string(m[1])
+	if o.recordIDs[n] == nil {
+		o.recordIDs[n] = map[string]bool{}
+	}
+	o.recordIDs[n][id] = true
+	if o.idNumbers[id] == nil {
+		o.idNumbers[id] = map[int64]bool{}
+	}
+	o.idNumbers[id][n] = true
+}
+
+// arriveKafka is arrive for a Kafka message, which also carries its
+// record id in a header.
+func (o *oracle) arriveKafka(r *kgo.Record) {
+	o.arrive("kafka", r.Value)
+	var header []byte
+	for _, h := range r.Headers {
+		if h.Key == "record_id" {
+			header = h.Value
+		}
+	}
+	m := proofRecordID.FindSubmatch(r.Value)
+	if m == nil || !bytes.Equal(header, m[1]) {
+		o.mu.Lock()
+		o.badHeader++
+		o.mu.Unlock()
+	}
+}
+
+// checkRecordIDs fails unless every numbered record carried a record id,
+// every delivery of a number (to either sink) the same one, no two numbers
+// shared one, and every Kafka header matched its value. It returns how many
+// numbers arrived more than once, each time with their one id.
+func (o *oracle) checkRecordIDs(t *testing.T) int {
+	t.Helper()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.noID > 0 || o.badHeader > 0 {
+		t.Errorf("%d numbered records without a record_id, %d Kafka messages whose record_id header is not their value's", o.noID, o.badHeader)
+	}
+	for n, ids := range o.recordIDs {
+		if len(ids) != 1 {
+			t.Errorf("number %d arrived with %d record ids: %v", n, len(ids), ids)
+		}
+	}
+	for id, ns := range o.idNumbers {
+		if len(ns) != 1 {
+			t.Errorf("record id %s was given to %d records: %v", id, len(ns), ns)
+		}
+	}
+	repeated := 0
+	for n := range o.recordIDs {
+		if o.arrived["collector"][n] > 1 || o.arrived["kafka"][n] > 1 {
+			repeated++
+		}
+	}
+	return repeated
+}
+
 var proofWhere = regexp.MustCompile(`"path":"([^"]*)","offset":(\d+)`)
 
 // arrive records every number found in data at sink.
@@ -90,6 +166,12 @@ func (o *oracle) arrive(sink string, data []byte) {
 	for _, m := range proofNumber.FindAllSubmatch(data, -1) {
 		n, _ := strconv.ParseInt(string(m[1]), 10, 64)
 		o.arrived[sink][n]++
+	}
+	for _, l := range bytes.Split(data, []byte("\n")) {
+		if m := proofNumber.FindSubmatch(l); m != nil {
+			n, _ := strconv.ParseInt(string(m[1]), 10, 64)
+			o.noteID(n, proofRecordID.FindSubmatch(l))
+		}
 	}
 	if sink == "collector" {
 		for _, l := range bytes.Split(data, []byte("\n")) {
@@ -197,7 +279,7 @@ func newProofSinks(t *testing.T, o *oracle) *proofSinks {
 	var consuming sync.WaitGroup
 	consuming.Go(func() {
 		for ctx.Err() == nil {
-			cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) { o.arrive("kafka", r.Value) })
+			cl.PollFetches(ctx).EachRecord(o.arriveKafka)
 		}
 	})
 	s.stop = func() { cancel(); consuming.Wait(); cl.Close(); s.stopBroker(); s.srv.Close() }
@@ -482,6 +564,10 @@ func TestProof(t *testing.T) {
 		r.settle(o, l, true)
 		report(t, "kill -9 under load", "full", fmt.Sprintf("%d kills", cycles), o, l, true)
 		boundDuplicates(t, o, cycles)
+		// Downstream exactly-once: the duplicates the kills caused carry
+		// the record id of their first delivery.
+		repeated := o.checkRecordIDs(t)
+		t.Logf("record ids: %d numbers arrived more than once, each with one id; %d distinct ids", repeated, len(o.idNumbers))
 	})
 
 	t.Run("sinks down, resetting and failing, then back, lose nothing", func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -63,6 +64,8 @@ func TestExportParser(t *testing.T) {
 
 // FuzzExport: the parser never panics, and what it parses is written back
 // and parsed again to the same entries.
+var recordID = regexp.MustCompile(`,"record_id":"[0-9A-Z]{26}"`)
+
 func FuzzExport(f *testing.F) {
 	f.Add([]byte("A=1\nB=2\n\nC=3\n\n"))
 	f.Add(appendExport(nil, &Entry{Fields: []Field{{"MESSAGE", []byte("a\nb\xff")}, {"X", []byte("y")}}}))
@@ -80,7 +83,9 @@ func FuzzExport(f *testing.F) {
 			// The encoder's shortcut for entries read (by name ids) makes
 			// what it makes without them.
 			c := clone(e)
-			if a, b := fast.encode(e), slow.encode(c); !bytes.Equal(a, b) {
+			// (Each record has its own record_id.)
+			a := recordID.ReplaceAll(fast.encode(e), nil)
+			if b := recordID.ReplaceAll(slow.encode(c), nil); !bytes.Equal(a, b) {
 				t.Fatalf("encoded with name ids:\n%s\nwithout:\n%s", a, b)
 			}
 			got = append(got, c)

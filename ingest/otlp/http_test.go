@@ -190,6 +190,10 @@ func TestJSONMapping(t *testing.T) {
 		if len(recs) != 3 {
 			t.Fatalf("stored %d records, want 3", len(recs))
 		}
+		if id, _ := recs[0]["record_id"].(string); len(id) != 26 {
+			t.Fatalf("record_id %q", id)
+		}
+		delete(recs[0], "record_id")
 		got, _ := json.Marshal(recs[0])
 		want := `{"host":"app-7","message":"{\"k\":9007199254740993}","otel":{"attributes":{"a":[true],"b":"AAEC","f":1.5,"n":42},` +
 			`"event_name":"order.failed","flags":1,"resource":{"host.name":"app-7","service.name":"checkout"},` +
