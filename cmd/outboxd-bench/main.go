@@ -4,7 +4,7 @@
 //
 //	go run ./cmd/outboxd-bench footprint [-idle 60s] [-rate 150000] [-load 20s] [-backlog 1000000]
 //	go run ./cmd/outboxd-bench files-compare [-lines 1000000] [-kills 10] [-only outboxd-full,rsyslog-da]
-//	go run ./cmd/outboxd-bench otlp [-protocol http] [-sink kafka|down] [-records 1048576] [-batch 512] [-clients 16] [-runs 3]
+//	go run ./cmd/outboxd-bench otlp [-protocol http|grpc|both] [-gzip] [-sink kafka|down] [-records 1048576] [-batch 512] [-clients 16] [-runs 3]
 //
 // footprint prints the footprint budget of the release issue: binary sizes,
 // idle RSS, CPU and wakeups, RSS under load and with a backlog, disk bytes

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"flag"
@@ -31,6 +32,7 @@ type otlpFlags struct {
 	size       int
 	clients    int
 	runs       int
+	gzip       bool
 	cpuprofile string
 }
 
@@ -41,7 +43,8 @@ type otlpFlags struct {
 func otlpCommand(ctx context.Context, args []string, w io.Writer) error {
 	fs := flag.NewFlagSet("otlp", flag.ContinueOnError)
 	var f otlpFlags
-	fs.StringVar(&f.protocol, "protocol", "http", "OTLP protocol: http (http/protobuf, POST /v1/logs) or grpc")
+	fs.StringVar(&f.protocol, "protocol", "http", "OTLP protocol: http (http/protobuf, POST /v1/logs), grpc (LogsService/Export, a connection a client), "+
+		"or both: http and grpc run by run (http, grpc, http, ...), with the ratio of their medians")
 	fs.StringVar(&f.sink, "sink", "kafka", "kafka: the daemon forwards to an in-process Kafka broker (kfake) while it takes the load, "+
 		"and every record must arrive; down: an HTTP sink that answers 503, so only ingest is measured")
 	fs.IntVar(&f.records, "records", 1_048_576, "records a run (rounded up to whole requests)")
@@ -49,16 +52,17 @@ func otlpCommand(ctx context.Context, args []string, w io.Writer) error {
 	fs.IntVar(&f.size, "size", 256, "bytes of one encoded LogRecord")
 	fs.IntVar(&f.clients, "clients", 16, "concurrent clients, each with one request in flight")
 	fs.IntVar(&f.runs, "runs", 3, "runs, each on a fresh daemon; the figures are their medians")
-	fs.StringVar(&f.cpuprofile, "cpuprofile", "", "the first run's daemon writes a CPU profile here (go tool pprof)")
+	fs.BoolVar(&f.gzip, "gzip", false, "compress each request with gzip (Content-Encoding: gzip; the gRPC gzip compressor)")
+	fs.StringVar(&f.cpuprofile, "cpuprofile", "", "the first run's daemon writes a CPU profile here (go tool pprof); "+
+		"with -protocol both, each protocol's first run to this path and .http or .grpc")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	proto, ok := otlpProtocols[f.protocol]
-	if !ok {
-		return fmt.Errorf("-protocol %q: want http or grpc", f.protocol)
-	}
-	if proto.exporter == nil {
-		return fmt.Errorf("-protocol %s: the OTLP/gRPC receiver is not built yet", f.protocol)
+	keys := []string{f.protocol}
+	if f.protocol == "both" {
+		keys = []string{"http", "grpc"}
+	} else if _, ok := otlpProtocols[f.protocol]; !ok {
+		return fmt.Errorf("-protocol %q: want http, grpc or both", f.protocol)
 	}
 	if f.sink != "kafka" && f.sink != "down" {
 		return fmt.Errorf("-sink %q: want kafka or down", f.sink)
@@ -79,35 +83,42 @@ func otlpCommand(ctx context.Context, args []string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var runs []otlpRun
+	runs := make([][]otlpRun, len(keys)) // by protocol
 	for i := range f.runs {
-		profile := ""
-		if i == 0 {
-			profile = f.cpuprofile
+		for k, key := range keys {
+			profile := ""
+			if i == 0 && f.cpuprofile != "" {
+				profile = f.cpuprofile
+				if len(keys) > 1 {
+					profile += "." + key
+				}
+			}
+			fmt.Fprintf(os.Stderr, "== otlp %s run %d of %d\n", key, i+1, f.runs)
+			r, err := otlpOnce(ctx, bin, filepath.Join(dir, fmt.Sprint(key, "-run", i)), otlpProtocols[key], tmpl, f, profile)
+			if err != nil {
+				return fmt.Errorf("%s run %d: %w", key, i+1, err)
+			}
+			runs[k] = append(runs[k], r)
 		}
-		fmt.Fprintf(os.Stderr, "== otlp run %d of %d\n", i+1, f.runs)
-		r, err := otlpOnce(ctx, bin, filepath.Join(dir, fmt.Sprint("run", i)), proto, tmpl, f, profile)
-		if err != nil {
-			return fmt.Errorf("run %d: %w", i+1, err)
-		}
-		runs = append(runs, r)
 	}
-	printOTLP(w, args, f, tmpl, proto, runs)
+	printOTLP(w, args, f, tmpl, keys, runs)
 	return nil
 }
 
 // otlpProtocol is how the bench speaks one OTLP protocol: the daemon's
-// ingest.otlp entry for it and a client. The request bodies are encoded
+// ingest.otlp entry for it and its clients. The request bodies are encoded
 // ExportLogsServiceRequests either way (gRPC sends the same bytes).
 type otlpProtocol struct {
-	name     string // as the output names it
-	config   string // the key under ingest.otlp
-	exporter func(addr string, clients int) otlpExporter
+	name   string // as the output names it
+	config string // the key under ingest.otlp
+	// exporters returns one exporter for each client (they may share one)
+	// and what closes them.
+	exporters func(addr string, clients int, gzip bool) ([]otlpExporter, func(), error)
 }
 
 var otlpProtocols = map[string]otlpProtocol{
-	"http": {"OTLP/HTTP protobuf", "http", newHTTPExporter},
-	"grpc": {"OTLP/gRPC", "grpc", nil}, // the receiver is not built yet
+	"http": {"OTLP/HTTP protobuf", "http", newHTTPExporters},
+	"grpc": {"OTLP/gRPC", "grpc", newGRPCExporters},
 }
 
 // otlpExporter sends one encoded ExportLogsServiceRequest and returns once
@@ -116,24 +127,40 @@ type otlpExporter interface {
 	export(ctx context.Context, req []byte) error
 }
 
+// httpExporter is every client: one http.Client keeping a connection for
+// each.
 type httpExporter struct {
 	client *http.Client
 	url    string
+	gzip   bool
 }
 
-func newHTTPExporter(addr string, clients int) otlpExporter {
-	return &httpExporter{
-		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}},
-		url:    "http://" + addr + "/v1/logs",
+func newHTTPExporters(addr string, clients int, gzip bool) ([]otlpExporter, func(), error) {
+	tr := &http.Transport{MaxIdleConnsPerHost: clients}
+	e := &httpExporter{client: &http.Client{Transport: tr}, url: "http://" + addr + "/v1/logs", gzip: gzip}
+	exps := make([]otlpExporter, clients)
+	for i := range exps {
+		exps[i] = e
 	}
+	return exps, tr.CloseIdleConnections, nil
 }
 
 func (e *httpExporter) export(ctx context.Context, req []byte) error {
+	if e.gzip {
+		var z bytes.Buffer
+		zw := gzip.NewWriter(&z)
+		zw.Write(req)
+		zw.Close()
+		req = z.Bytes()
+	}
 	r, err := http.NewRequestWithContext(ctx, http.MethodPost, e.url, bytes.NewReader(req))
 	if err != nil {
 		return err
 	}
 	r.Header.Set("Content-Type", "application/x-protobuf")
+	if e.gzip {
+		r.Header.Set("Content-Encoding", "gzip")
+	}
 	resp, err := e.client.Do(r)
 	if err != nil {
 		return err
@@ -310,15 +337,19 @@ sinks:
 		return r, err
 	}
 	defer dmn.stop()
-	exp := proto.exporter(addr, f.clients)
-	if err := exp.export(ctx, tmpl.request(0, time.Now())); err != nil { // one request to warm up
+	exps, closeExps, err := proto.exporters(addr, f.clients, f.gzip)
+	if err != nil {
+		return r, err
+	}
+	defer closeExps()
+	if err := exps[0].export(ctx, tmpl.request(0, time.Now())); err != nil { // one request to warm up
 		return r, fmt.Errorf("first request: %w\n%s", err, dmn.logText())
 	}
 	requests := (f.records + f.batch - 1) / f.batch
 	ticks0, _ := cpuTicks(dmn.pid())
 	self0 := selfCPU()
 	start := time.Now()
-	latencies, refused, firstErr := otlpLoad(ctx, exp, tmpl, requests, f.clients)
+	latencies, refused, firstErr := otlpLoad(ctx, exps, tmpl, requests)
 	r.took = time.Since(start)
 	r.requests, r.refused = int64(requests), refused
 	r.accepted = int64(len(latencies)) * int64(len(tmpl.at))
@@ -355,10 +386,10 @@ func selfCPU() float64 {
 }
 
 // otlpLoad sends requests numbered requests (record numbers from one batch
-// on, after the warm-up's) from clients goroutines, each waiting for its
-// answer; it returns the latency of every accepted request, the count of
-// refused ones and the first error.
-func otlpLoad(ctx context.Context, exp otlpExporter, tmpl otlpTemplate, requests, clients int) ([]time.Duration, int64, error) {
+// on, after the warm-up's) from a goroutine for each exporter, each waiting
+// for its answer; it returns the latency of every accepted request, the
+// count of refused ones and the first error.
+func otlpLoad(ctx context.Context, exps []otlpExporter, tmpl otlpTemplate, requests int) ([]time.Duration, int64, error) {
 	var (
 		next     atomic.Int64
 		refused  atomic.Int64
@@ -368,7 +399,7 @@ func otlpLoad(ctx context.Context, exp otlpExporter, tmpl otlpTemplate, requests
 		wg       sync.WaitGroup
 	)
 	batch := int64(len(tmpl.at))
-	for range clients {
+	for _, exp := range exps {
 		wg.Go(func() {
 			var mine []time.Duration
 			for ctx.Err() == nil {
@@ -398,25 +429,12 @@ func otlpLoad(ctx context.Context, exp otlpExporter, tmpl otlpTemplate, requests
 	return all, refused.Load(), firstErr
 }
 
-func printOTLP(w io.Writer, args []string, f otlpFlags, tmpl otlpTemplate, proto otlpProtocol, runs []otlpRun) {
-	fmt.Fprintf(w, "`go run ./cmd/outboxd-bench otlp %s`\n\n", strings.Join(args, " "))
-	sink := "forwarding to Kafka (kfake, in the bench's process) while it takes the load; every record checked there"
-	cpu := "ingest and forwarding"
-	if f.sink == "down" {
-		sink = "its sink down (an HTTP sink answering 503): ingest only"
-		cpu = "ingest"
-	}
-	fmt.Fprintf(w, "%s into outboxd at durability full, %s; requests of %d LogRecords of %d bytes (encoded), %d clients flat out, %d requests a run, %d runs on fresh daemons:\n\n",
-		proto.name, sink, len(tmpl.at), tmpl.recordSize, f.clients, (f.records+f.batch-1)/f.batch, len(runs))
-	fmt.Fprintf(w, "| run | records/s | request p50 | p99 | daemon CPU s per 1M records (%s) | peak RSS | bench process CPU s | refused requests |\n", cpu)
-	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- |")
-	for i, r := range runs {
-		errs := ""
-		if r.firstErr != "" {
-			errs = " (first: " + r.firstErr + ")"
-		}
-		fmt.Fprintf(w, "| %d | %.0f | %s | %s | %.2f | %s | %.1f | %d%s |\n", i+1, r.rate(), round(r.p50), round(r.p99), r.cpuPerMillion, mib(r.peakRSS), r.benchCPU, r.refused, errs)
-	}
+// otlpMedians are the medians of one protocol's runs.
+type otlpMedians struct {
+	rate, p50, p99, cpuPerMillion, peakRSS float64
+}
+
+func medians(runs []otlpRun) otlpMedians {
 	med := func(v func(otlpRun) float64) float64 {
 		xs := make([]float64, len(runs))
 		for i, r := range runs {
@@ -425,21 +443,80 @@ func printOTLP(w io.Writer, args []string, f otlpFlags, tmpl otlpTemplate, proto
 		slices.Sort(xs)
 		return xs[len(xs)/2]
 	}
-	rate := med(otlpRun.rate)
-	fmt.Fprintf(w, "| median | %.0f | %s | %s | %.2f | %s | | |\n\n", rate,
-		round(time.Duration(med(func(r otlpRun) float64 { return float64(r.p50) }))),
-		round(time.Duration(med(func(r otlpRun) float64 { return float64(r.p99) }))),
-		med(func(r otlpRun) float64 { return r.cpuPerMillion }),
-		mib(int64(med(func(r otlpRun) float64 { return float64(r.peakRSS) }))))
-	if f.sink == "kafka" {
-		for i, r := range runs {
-			fmt.Fprintf(w, "run %d: %d of %d accepted records at Kafka, the last %.1f s after the first request (%.0f records/s delivered)\n",
-				i+1, r.delivered, r.accepted, r.deliverTook.Seconds(), float64(r.delivered)/r.deliverTook.Seconds())
+	return otlpMedians{
+		rate:          med(otlpRun.rate),
+		p50:           med(func(r otlpRun) float64 { return float64(r.p50) }),
+		p99:           med(func(r otlpRun) float64 { return float64(r.p99) }),
+		cpuPerMillion: med(func(r otlpRun) float64 { return r.cpuPerMillion }),
+		peakRSS:       med(func(r otlpRun) float64 { return float64(r.peakRSS) }),
+	}
+}
+
+// printOTLP prints a table of runs for each protocol (keys), the target's
+// rows and, for two protocols, the ratios of the second's medians to the
+// first's.
+func printOTLP(w io.Writer, args []string, f otlpFlags, tmpl otlpTemplate, keys []string, runs [][]otlpRun) {
+	fmt.Fprintf(w, "`go run ./cmd/outboxd-bench otlp %s`\n\n", strings.Join(args, " "))
+	sink := "forwarding to Kafka (kfake, in the bench's process) while it takes the load; every record checked there"
+	cpu := "ingest and forwarding"
+	if f.sink == "down" {
+		sink = "its sink down (an HTTP sink answering 503): ingest only"
+		cpu = "ingest"
+	}
+	compression := ""
+	if f.gzip {
+		compression = ", gzip"
+	}
+	order := ""
+	if len(keys) > 1 {
+		order = " (the protocols alternating run by run)"
+	}
+	meds := make([]otlpMedians, len(keys))
+	for k, key := range keys {
+		proto := otlpProtocols[key]
+		fmt.Fprintf(w, "%s into outboxd at durability full, %s; requests of %d LogRecords of %d bytes (encoded%s), %d clients flat out, %d requests a run, %d runs on fresh daemons%s:\n\n",
+			proto.name, sink, len(tmpl.at), tmpl.recordSize, compression, f.clients, (f.records+f.batch-1)/f.batch, len(runs[k]), order)
+		fmt.Fprintf(w, "| run | records/s | request p50 | p99 | daemon CPU s per 1M records (%s) | peak RSS | bench process CPU s | refused requests |\n", cpu)
+		fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- |")
+		for i, r := range runs[k] {
+			errs := ""
+			if r.firstErr != "" {
+				errs = " (first: " + r.firstErr + ")"
+			}
+			fmt.Fprintf(w, "| %d | %.0f | %s | %s | %.2f | %s | %.1f | %d%s |\n", i+1, r.rate(), round(r.p50), round(r.p99), r.cpuPerMillion, mib(r.peakRSS), r.benchCPU, r.refused, errs)
 		}
-		fmt.Fprintln(w)
+		m := medians(runs[k])
+		meds[k] = m
+		fmt.Fprintf(w, "| median | %.0f | %s | %s | %.2f | %s | | |\n\n", m.rate,
+			round(time.Duration(m.p50)), round(time.Duration(m.p99)), m.cpuPerMillion, mib(int64(m.peakRSS)))
+		if f.sink == "kafka" {
+			for i, r := range runs[k] {
+				fmt.Fprintf(w, "run %d: %d of %d accepted records at Kafka, the last %.1f s after the first request (%.0f records/s delivered)\n",
+					i+1, r.delivered, r.accepted, r.deliverTook.Seconds(), float64(r.delivered)/r.deliverTook.Seconds())
+			}
+			fmt.Fprintln(w)
+		}
+	}
+	if len(keys) == 2 {
+		a, b := meds[0], meds[1]
+		fmt.Fprintf(w, "%s / %s, medians: records/s %.2f, request p50 %.2f, p99 %.2f, daemon CPU per record %.2f, peak RSS %.2f\n\n",
+			otlpProtocols[keys[1]].name, otlpProtocols[keys[0]].name, b.rate/a.rate, b.p50/a.p50, b.p99/a.p99, b.cpuPerMillion/a.cpuPerMillion, b.peakRSS/a.peakRSS)
+		// Each pair ran back to back, so its ratio moves less with the
+		// machine's load than the medians do.
+		pairs := make([]string, len(runs[0]))
+		ratios := make([]float64, len(runs[0]))
+		for i := range runs[0] {
+			ratios[i] = runs[1][i].rate() / runs[0][i].rate()
+			pairs[i] = fmt.Sprintf("%.2f", ratios[i])
+		}
+		slices.Sort(ratios)
+		fmt.Fprintf(w, "records/s, run by run (each pair back to back): %s; median %.2f\n\n", strings.Join(pairs, " / "), ratios[len(ratios)/2])
 	}
 	fmt.Fprintln(w, "| what | measured | target | |")
 	fmt.Fprintln(w, "| --- | --- | --- | --- |")
-	report(w, fmt.Sprintf("%s, %d clients, %d LogRecords a request (median records/s)", proto.name, f.clients, len(tmpl.at)),
-		fmt.Sprintf("%.0f", rate), ">= 150,000", rate >= 150_000)
+	for k, key := range keys {
+		rate := meds[k].rate
+		report(w, fmt.Sprintf("%s, %d clients, %d LogRecords a request (median records/s)", otlpProtocols[key].name, f.clients, len(tmpl.at)),
+			fmt.Sprintf("%.0f", rate), ">= 150,000", rate >= 150_000)
+	}
 }

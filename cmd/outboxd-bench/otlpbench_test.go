@@ -4,12 +4,18 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
+	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/plog"
+
+	"github.com/outboxd/outboxd/ingest/otlp"
 )
 
 func TestOTLPTemplate(t *testing.T) {
@@ -53,11 +59,71 @@ func TestOTLPTemplate(t *testing.T) {
 	})
 }
 
+// counting is an Appender that takes every record.
+type counting struct{ n atomic.Int64 }
+
+func (c *counting) Append(_ context.Context, _ string, records [][]byte) error {
+	c.n.Add(int64(len(records)))
+	return nil
+}
+
+func TestOTLPExporters(t *testing.T) {
+	// The clients against the receivers in this process (the race pass runs
+	// this; the command's test below drives the real daemon).
+	tmpl, err := newOTLPTemplate(64, 256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	receivers := map[string]func(t *testing.T, app *counting) string{
+		"http": func(t *testing.T, app *counting) string {
+			srv := httptest.NewServer(otlp.NewHTTP(otlp.Config{}, app))
+			t.Cleanup(srv.Close)
+			return srv.Listener.Addr().String()
+		},
+		"grpc": func(t *testing.T, app *counting) string {
+			g := otlp.NewGRPC(otlp.Config{}, app)
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var serving sync.WaitGroup
+			serving.Go(func() { g.Serve(ln) })
+			t.Cleanup(func() {
+				g.Stop(context.Background())
+				serving.Wait()
+			})
+			return ln.Addr().String()
+		},
+	}
+	for _, key := range []string{"http", "grpc"} {
+		for _, gzip := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s gzip %v: every request from every client is answered and its records taken", key, gzip), func(t *testing.T) {
+				app := &counting{}
+				exps, closeExps, err := otlpProtocols[key].exporters(receivers[key](t, app), 4, gzip)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer closeExps()
+				if len(exps) != 4 {
+					t.Fatalf("%d exporters, want 4", len(exps))
+				}
+				latencies, refused, firstErr := otlpLoad(context.Background(), exps, tmpl, 40)
+				if len(latencies) != 40 || refused != 0 || firstErr != nil {
+					t.Fatalf("%d answered, %d refused (%v)", len(latencies), refused, firstErr)
+				}
+				if app.n.Load() != 40*64 {
+					t.Fatalf("%d records taken, want %d", app.n.Load(), 40*64)
+				}
+			})
+		}
+	}
+}
+
 func TestOTLPCommand(t *testing.T) {
-	t.Run("gRPC is refused until its receiver is built", func(t *testing.T) {
+	t.Run("an unknown protocol is refused", func(t *testing.T) {
 		var out bytes.Buffer
-		err := otlpCommand(context.Background(), []string{"-protocol", "grpc"}, &out)
-		if err == nil || !strings.Contains(err.Error(), "not built yet") {
+		err := otlpCommand(context.Background(), []string{"-protocol", "http/json"}, &out)
+		if err == nil || !strings.Contains(err.Error(), "want http, grpc or both") {
 			t.Fatalf("err = %v", err)
 		}
 	})
@@ -65,29 +131,38 @@ func TestOTLPCommand(t *testing.T) {
 		t.Skip("builds and drives the real binary; runs in the plain pass")
 	}
 	for _, sink := range []string{"kafka", "down"} {
-		t.Run("a short run against the real daemon, sink "+sink+", prints every figure", func(t *testing.T) {
+		t.Run("a short run of both protocols against the real daemon, sink "+sink+", prints every figure", func(t *testing.T) {
 			os.Chdir("../..") // the bench builds ./cmd/outboxd from the repository root
 			defer os.Chdir("cmd/outboxd-bench")
 			var out bytes.Buffer
-			err := otlpCommand(context.Background(), []string{"-records", "10240", "-clients", "4", "-runs", "2", "-sink", sink}, &out)
+			err := otlpCommand(context.Background(), []string{"-protocol", "both", "-records", "10240", "-clients", "4", "-runs", "2", "-sink", sink}, &out)
 			if err != nil {
 				t.Fatalf("%v\n%s", err, out.String())
 			}
-			rows := []string{"| 1 | ", "| 2 | ", "| median | ", "requests of 512 LogRecords of 256 bytes", "| OTLP/HTTP protobuf, 4 clients, 512 LogRecords a request"}
-			if sink == "kafka" {
-				rows = append(rows, "run 1: 10240 of 10240 accepted records at Kafka", "run 2: 10240 of 10240 accepted records at Kafka")
-			} else {
-				rows = append(rows, "ingest only")
-			}
-			for _, row := range rows {
-				if !strings.Contains(out.String(), row) {
-					t.Errorf("no %q in:\n%s", row, out.String())
+			text := out.String()
+			for _, name := range []string{"OTLP/HTTP protobuf", "OTLP/gRPC"} {
+				table := text[strings.Index(text, name+" into outboxd"):]
+				rows := []string{"| 1 | ", "| 2 | ", "| median | ", "requests of 512 LogRecords of 256 bytes", "| " + name + ", 4 clients, 512 LogRecords a request"}
+				if sink == "kafka" {
+					rows = append(rows, "run 1: 10240 of 10240 accepted records at Kafka", "run 2: 10240 of 10240 accepted records at Kafka")
+				} else {
+					rows = append(rows, "ingest only")
+				}
+				for _, row := range rows {
+					if !strings.Contains(table, row) {
+						t.Errorf("no %q after %q in:\n%s", row, name+" into outboxd", text)
+					}
 				}
 			}
-			if strings.Contains(out.String(), "(first: ") {
-				t.Errorf("requests were refused:\n%s", out.String())
+			for _, ratio := range []string{"OTLP/gRPC / OTLP/HTTP protobuf, medians: records/s ", "records/s, run by run (each pair back to back): "} {
+				if !strings.Contains(text, ratio) {
+					t.Errorf("no %q in:\n%s", ratio, text)
+				}
 			}
-			t.Log("\n" + out.String())
+			if strings.Contains(text, "(first: ") {
+				t.Errorf("requests were refused:\n%s", text)
+			}
+			t.Log("\n" + text)
 		})
 	}
 }
