@@ -136,12 +136,19 @@ func decode(ct string, body []byte) (plog.Logs, error) {
 		ld  plog.Logs
 		err error
 	)
+	unmarshal, fix := (&plog.JSONUnmarshaler{}).UnmarshalLogs, withoutBadIDsJSON
 	if ct == ctProto {
-		ld, err = (&plog.ProtoUnmarshaler{}).UnmarshalLogs(body)
-	} else {
-		ld, err = (&plog.JSONUnmarshaler{}).UnmarshalLogs(body)
+		unmarshal, fix = (&plog.ProtoUnmarshaler{}).UnmarshalLogs, withoutBadIDsProto
 	}
+	ld, err = unmarshal(body)
 	if err != nil {
+		// An id of the wrong length is left out, not a reason to refuse
+		// the request (ids.go); anything else wrong stays an error.
+		if fixed, changed := fix(body); changed {
+			if ld, ferr := unmarshal(fixed); ferr == nil {
+				return ld, nil
+			}
+		}
 		return plog.Logs{}, fmt.Errorf("undecodable ExportLogsServiceRequest: %w", err)
 	}
 	return ld, nil
