@@ -88,4 +88,10 @@ func appendULID(b []byte, id [16]byte) []byte {
 
 // NewRecordID is a new record id, for inputs that build records without a
 // Stamp.
-func NewRecordID() string { return string(appendULID(nil, ids.next())) }
+func NewRecordID() string { return newRecordID() }
+
+// newRecordID builds the id on the stack: one allocation, the string's.
+func newRecordID() string {
+	var b [26]byte
+	return string(appendULID(b[:0], ids.next()))
+}
