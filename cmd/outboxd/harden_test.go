@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -62,13 +61,7 @@ func readyz(t *testing.T, port int) (int, map[string]any) {
 
 func metric(t *testing.T, port int, series string) float64 {
 	t.Helper()
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return metricValue(string(b), series)
+	return metricValue(scrape(t, port), series)
 }
 
 // metricValue finds series (name and labels as /metrics writes them) in

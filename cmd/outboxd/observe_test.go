@@ -1,6 +1,9 @@
 package main
 
 import (
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -8,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/outboxd/outboxd/ingest/tlsconf/tlstest"
 )
 
 // The monitoring assets shipped with outboxd, relative to this package.
@@ -82,6 +87,101 @@ func TestObserveRules(t *testing.T) {
 		for _, n := range names {
 			if !regexp.MustCompile("(?m)^\\| `" + n + "` \\|").Match(b) {
 				t.Errorf("README's alerts table has no row for %s", n)
+			}
+		}
+	})
+}
+
+// fullDaemon runs outboxd with every input and a sink that answers 503
+// until coll.on is set, so that every metric family is on /metrics.
+type fullDaemon struct {
+	d                   *daemonProc
+	coll                *switchable
+	httpPort, adminPort int
+}
+
+func startFullDaemon(t *testing.T, extra string) *fullDaemon {
+	t.Helper()
+	f := &fullDaemon{coll: &switchable{}, httpPort: freePort(t), adminPort: freePort(t)}
+	srv := newServer(f.coll)
+	t.Cleanup(srv.Close)
+	ca := tlstest.NewCA(t, "observe-ca")
+	server := ca.Server(t, "outboxd-1", tlstest.Options{})
+	logs := t.TempDir()
+	if err := os.WriteFile(filepath.Join(logs, "app.log"), []byte("one\ntwo\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeConfig(t, filepath.Join(t.TempDir(), "config.yaml"), fmt.Sprintf(`data_dir: %s
+max_records: 100000
+ingest:
+  http:
+    listen: 127.0.0.1:%d
+  syslog:
+    - listen: udp://127.0.0.1:%d
+    - listen: tls://127.0.0.1:%d
+      tls: {cert_file: %s, key_file: %s}
+  files:
+    - paths: [%s/*.log]
+      read_from: beginning
+  journal:
+    read_from: end
+  otlp:
+    http: {listen: 127.0.0.1:%d}
+    grpc: {listen: 127.0.0.1:%d}
+sinks:
+  collector:
+    type: http
+    url: %s
+    linger: 10ms
+    retry: {initial: 50ms, max: 200ms}
+%sadmin:
+  listen: 127.0.0.1:%d
+`, t.TempDir(), f.httpPort, freePort(t), freePort(t), server.CertFile, server.KeyFile, logs, freePort(t), freePort(t),
+		srv.URL, extra, f.adminPort))
+	f.d = startDaemon(t, cfg)
+	return f
+}
+
+// scrape returns the text of /metrics.
+func scrape(t *testing.T, adminPort int) string {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", adminPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("/metrics: %v %s", err, resp.Status)
+	}
+	return string(b)
+}
+
+func TestObserveMetricNames(t *testing.T) {
+	t.Run("promtool check metrics finds nothing on a daemon with every input, and every metric admin.go defines is in the scrape", func(t *testing.T) {
+		pt := needTool(t, "promtool")
+		f := startFullDaemon(t, "")
+		postLines(t, f.httpPort, "observe-%d", 5)
+		waitUntil(t, "the files input to commit its two lines", func() bool {
+			return metric(t, f.adminPort, `outboxd_ingest_records_total{endpoint="files"}`) == 2
+		})
+		text := scrape(t, f.adminPort)
+		cmd := exec.Command(pt, "check", "metrics")
+		cmd.Stdin = strings.NewReader(text)
+		if out, err := cmd.CombinedOutput(); err != nil || len(out) > 0 {
+			t.Errorf("promtool check metrics: %v\n%s", err, out)
+		}
+		src, err := os.ReadFile("admin.go")
+		if err != nil {
+			t.Fatal(err)
+		}
+		names := regexp.MustCompile(`"(outboxd_[a-z_]+)"`).FindAllStringSubmatch(string(src), -1)
+		if len(names) < 30 {
+			t.Fatalf("found only %d metric names in admin.go", len(names))
+		}
+		for _, m := range names {
+			if !strings.Contains(text, "\n# TYPE "+m[1]+" ") {
+				t.Errorf("%s (admin.go) is not in the scrape that was checked", m[1])
 			}
 		}
 	})
