@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -184,5 +185,96 @@ func TestObserveMetricNames(t *testing.T) {
 				t.Errorf("%s (admin.go) is not in the scrape that was checked", m[1])
 			}
 		}
+	})
+}
+
+var dashboardFile = filepath.Join("..", "..", "systemd", "grafana", "outboxd-dashboard.json")
+
+// dashboard is the part of Grafana's dashboard JSON the tests read.
+type dashboard struct {
+	Title         string `json:"title"`
+	UID           string `json:"uid"`
+	SchemaVersion int    `json:"schemaVersion"`
+	Templating    struct {
+		List []struct {
+			Name       string `json:"name"`
+			Type       string `json:"type"`
+			Definition string `json:"definition"`
+		} `json:"list"`
+	} `json:"templating"`
+	Panels []dashPanel `json:"panels"`
+}
+
+type dashPanel struct {
+	ID      int    `json:"id"`
+	Type    string `json:"type"`
+	Title   string `json:"title"`
+	GridPos struct{ H, W, X, Y int } `json:"gridPos"`
+	Targets []struct {
+		RefID string `json:"refId"`
+		Expr  string `json:"expr"`
+	} `json:"targets"`
+}
+
+func readDashboard(t *testing.T) dashboard {
+	t.Helper()
+	b, err := os.ReadFile(dashboardFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d dashboard
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatalf("%s: %v", dashboardFile, err)
+	}
+	return d
+}
+
+func TestObserveDashboard(t *testing.T) {
+	t.Run("the dashboard is Grafana JSON whose every query selects by host and reads metrics admin.go defines", func(t *testing.T) {
+		d := readDashboard(t)
+		if d.Title == "" || d.UID == "" || d.SchemaVersion < 30 {
+			t.Errorf("title %q, uid %q, schemaVersion %d", d.Title, d.UID, d.SchemaVersion)
+		}
+		vars := map[string]string{}
+		for _, v := range d.Templating.List {
+			vars[v.Name] = v.Type
+		}
+		if vars["instance"] != "query" || vars["datasource"] != "datasource" {
+			t.Errorf("templating: %v, want a datasource and an instance (host) query variable", vars)
+		}
+		src, err := os.ReadFile("admin.go")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, rows, queries := map[int]bool{}, 0, 0
+		for _, p := range d.Panels {
+			if ids[p.ID] {
+				t.Errorf("panel id %d twice", p.ID)
+			}
+			ids[p.ID] = true
+			if p.GridPos.W == 0 || p.GridPos.H == 0 || p.GridPos.X+p.GridPos.W > 24 {
+				t.Errorf("panel %q: gridPos %+v", p.Title, p.GridPos)
+			}
+			if p.Type == "row" {
+				rows++
+				continue
+			}
+			if len(p.Targets) == 0 {
+				t.Errorf("panel %q has no query", p.Title)
+			}
+			for _, q := range p.Targets {
+				queries++
+				if !strings.Contains(q.Expr, `instance=~"$instance"`) {
+					t.Errorf("panel %q %s does not select by host: %s", p.Title, q.RefID, q.Expr)
+				}
+				for _, m := range regexp.MustCompile(`outboxd_[a-z_]+`).FindAllString(q.Expr, -1) {
+					base := regexp.MustCompile(`_(bucket|sum|count)$`).ReplaceAllString(m, "")
+					if !strings.Contains(string(src), `"`+base+`"`) {
+						t.Errorf("panel %q reads %s, which admin.go does not define", p.Title, m)
+					}
+				}
+			}
+		}
+		t.Logf("%d rows, %d panels, %d queries", rows, len(d.Panels)-rows, queries)
 	})
 }
