@@ -1,17 +1,22 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/outboxd/outboxd/ingest/tlsconf/tlstest"
 )
@@ -276,5 +281,181 @@ func TestObserveDashboard(t *testing.T) {
 			}
 		}
 		t.Logf("%d rows, %d panels, %d queries", rows, len(d.Panels)-rows, queries)
+	})
+}
+
+// promServer is a real Prometheus (Debian's package) scraping one outboxd
+// every second and evaluating rules every second.
+type promServer struct {
+	url string
+	proc *daemonProc // the process and its stderr, kept as the daemon's are
+}
+
+// startPrometheus runs prometheus on a temporary config that scrapes target
+// and loads rules.
+func startPrometheus(t *testing.T, target, rules string) *promServer {
+	t.Helper()
+	bin := needTool(t, "prometheus")
+	dir := t.TempDir()
+	port := freePort(t)
+	cfg := writeConfig(t, filepath.Join(dir, "prometheus.yml"), fmt.Sprintf(`global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+rule_files: [%q]
+scrape_configs:
+  - job_name: outboxd
+    static_configs:
+      - targets: [%q]
+`, rules, target))
+	p := &promServer{url: fmt.Sprintf("http://127.0.0.1:%d", port), proc: &daemonProc{done: make(chan error, 1)}}
+	p.proc.cmd = exec.Command(bin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port))
+	p.proc.cmd.Stderr = p.proc
+	if err := p.proc.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.proc.done <- p.proc.cmd.Wait() }()
+	t.Cleanup(func() { p.proc.cmd.Process.Kill(); <-p.proc.done })
+	waitUntilOr(t, "prometheus to be ready", func() bool {
+		resp, err := http.Get(p.url + "/-/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}, func() string { return lastLines(p.proc.log(), 5) })
+	return p
+}
+
+// get decodes the data of a Prometheus HTTP API answer into v.
+func (p *promServer) get(t *testing.T, path string, query url.Values, v any) {
+	t.Helper()
+	resp, err := http.Get(p.url + path + "?" + query.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Status string          `json:"status"`
+		Error  string          `json:"error"`
+		Data   json.RawMessage `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body.Status != "success" {
+		t.Fatalf("%s %v: %v %s %s", path, query, err, body.Status, body.Error)
+	}
+	if err := json.Unmarshal(body.Data, v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// series is how many series an instant query returns.
+func (p *promServer) series(t *testing.T, expr string) int {
+	t.Helper()
+	var data struct {
+		Result []json.RawMessage `json:"result"`
+	}
+	p.get(t, "/api/v1/query", url.Values{"query": {expr}}, &data)
+	return len(data.Result)
+}
+
+type promAlert struct {
+	Labels      map[string]string `json:"labels"`
+	Annotations map[string]string `json:"annotations"`
+	State       string            `json:"state"`
+}
+
+// alert returns the active alert of that name for sink, if there is one.
+func (p *promServer) alert(t *testing.T, name, sink string) (promAlert, bool) {
+	t.Helper()
+	var data struct {
+		Alerts []promAlert `json:"alerts"`
+	}
+	p.get(t, "/api/v1/alerts", nil, &data)
+	for _, a := range data.Alerts {
+		if a.Labels["alertname"] == name && a.Labels["sink"] == sink {
+			return a, true
+		}
+	}
+	return promAlert{}, false
+}
+
+func TestObservePrometheus(t *testing.T) {
+	t.Run("a real Prometheus scraping a real daemon: every dashboard query has data, the sink-failing alert fires in an outage and resolves after", func(t *testing.T) {
+		needTool(t, "prometheus")
+		// The shipped rules wait minutes (for: 5m); this copy waits 2s, so
+		// that the test takes seconds. The expressions are the shipped ones.
+		b, err := os.ReadFile(alertRules)
+		if err != nil {
+			t.Fatal(err)
+		}
+		short := regexp.MustCompile(`(?m)^(\s+for: )\d+m$`).ReplaceAll(b, []byte("${1}2s"))
+		if bytes.Equal(short, b) {
+			t.Fatal("no for: durations to shorten in the rules")
+		}
+		rules := writeConfig(t, filepath.Join(t.TempDir(), "outboxd-alerts.yml"), string(short))
+
+		f := startFullDaemon(t, "")
+		f.coll.on.Store(true)
+		instance := fmt.Sprintf("127.0.0.1:%d", f.adminPort)
+		prom := startPrometheus(t, instance, rules)
+
+		// Load: a batch of records every 100 ms until the test ends.
+		stop, wg := make(chan struct{}), sync.WaitGroup{}
+		defer func() { close(stop); wg.Wait() }()
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+				body := strings.NewReader(fmt.Sprintf("{\"message\":\"load-%d\"}\n{\"message\":\"load-%d-b\"}\n", i, i))
+				if resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/v1/logs", f.httpPort), "application/x-ndjson", body); err == nil {
+					resp.Body.Close()
+				}
+			}
+		})
+		waitUntilOr(t, "Prometheus to scrape the daemon and see records delivered", func() bool {
+			return prom.series(t, fmt.Sprintf(`increase(outboxd_forwarded_records_total{instance=%q}[10s]) > 0`, instance)) == 1
+		}, func() string { return lastLines(prom.proc.log(), 5) })
+
+		start := time.Now()
+		f.coll.on.Store(false) // the collector answers 503
+		var firing promAlert
+		waitUntil(t, "OutboxdSinkFailing to fire during the outage", func() bool {
+			a, ok := prom.alert(t, "OutboxdSinkFailing", "collector")
+			firing = a
+			return ok && a.State == "firing"
+		})
+		fired := time.Since(start)
+		if want := "outboxd on " + instance + ": sink collector has been failing for "; !strings.HasPrefix(firing.Annotations["summary"], want) {
+			t.Errorf("summary %q, want it to start %q", firing.Annotations["summary"], want)
+		}
+		f.coll.on.Store(true)
+		start = time.Now()
+		waitUntil(t, "OutboxdSinkFailing to resolve after the outage", func() bool {
+			_, ok := prom.alert(t, "OutboxdSinkFailing", "collector")
+			return !ok
+		})
+		t.Logf("fired %s after the outage began (for: 2s), resolved %s after it ended", fired.Round(100*time.Millisecond), time.Since(start).Round(100*time.Millisecond))
+
+		var hosts []string
+		prom.get(t, "/api/v1/label/instance/values", url.Values{"match[]": {"outboxd_data_dir_avail_bytes"}}, &hosts)
+		if !slices.Contains(hosts, instance) {
+			t.Errorf("the host selector's query gives %v, not %s", hosts, instance)
+		}
+		d := readDashboard(t)
+		n := 0
+		for _, p := range d.Panels {
+			for _, q := range p.Targets {
+				expr := strings.NewReplacer("$instance", instance, "$__rate_interval", "10s").Replace(q.Expr)
+				if prom.series(t, expr) == 0 {
+					t.Errorf("panel %q query %s has no data: %s", p.Title, q.RefID, expr)
+				}
+				n++
+			}
+		}
+		t.Logf("%d dashboard queries, each with data", n)
 	})
 }
