@@ -459,3 +459,79 @@ func TestObservePrometheus(t *testing.T) {
 		t.Logf("%d dashboard queries, each with data", n)
 	})
 }
+
+func TestObserveDiskFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounts a tmpfs: needs root")
+	}
+	t.Run("outboxd_outbox_disk_full is 1 while the disk is full and 0 once records are taken again; the space gauges see the tmpfs", func(t *testing.T) {
+		dir := t.TempDir()
+		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", dir).CombinedOutput(); err != nil {
+			t.Skipf("cannot mount a tmpfs: %v %s", err, out)
+		}
+		t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+		coll := &switchable{}
+		srv := newServer(coll)
+		defer srv.Close()
+		httpPort, adminPort := freePort(t), freePort(t)
+		cfg := writeConfig(t, filepath.Join(t.TempDir(), "config.yaml"), fmt.Sprintf(`data_dir: %s
+ingest:
+  http:
+    listen: 127.0.0.1:%d
+sinks:
+  collector: {type: http, url: %s, linger: 10ms, retry: {initial: 50ms, max: 200ms}}
+admin:
+  listen: 127.0.0.1:%d
+`, filepath.Join(dir, "data"), httpPort, srv.URL, adminPort))
+		startDaemon(t, cfg)
+		// 48 MiB: the outbox keeps an 8 MiB reserve file and takes records
+		// again only once twice that is free.
+		if size := metric(t, adminPort, "outboxd_data_dir_size_bytes"); size != 48<<20 {
+			t.Errorf("outboxd_data_dir_size_bytes = %v, want the tmpfs's 48 MiB", size)
+		}
+		availBefore := metric(t, adminPort, "outboxd_data_dir_avail_bytes")
+		if got := metric(t, adminPort, "outboxd_outbox_disk_full"); got != 0 {
+			t.Fatalf("outboxd_outbox_disk_full = %v before any record", got)
+		}
+		var body strings.Builder
+		for i := range 100 {
+			fmt.Fprintf(&body, "{\"message\":\"%d %s\"}\n", i, strings.Repeat("x", 8000))
+		}
+		status := 0
+		for i := 0; i < 100 && status != http.StatusInsufficientStorage; i++ {
+			resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/v1/logs", httpPort), "application/x-ndjson", strings.NewReader(body.String()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			status = resp.StatusCode
+		}
+		if status != http.StatusInsufficientStorage {
+			t.Fatalf("100 posts of 800 KB into a 48 MiB tmpfs, and no 507")
+		}
+		if got := metric(t, adminPort, "outboxd_outbox_disk_full"); got != 1 {
+			t.Errorf("outboxd_outbox_disk_full = %v after a 507, want 1", got)
+		}
+		if avail := metric(t, adminPort, "outboxd_data_dir_avail_bytes"); !(avail >= 0 && avail < availBefore/2) {
+			t.Errorf("outboxd_data_dir_avail_bytes = %v on a full disk, %v before", avail, availBefore)
+		}
+		coll.on.Store(true)
+		waitUntil(t, "the backlog to drain", func() bool { return metric(t, adminPort, `outboxd_queue_records{sink="collector"}`) == 0 })
+		// The outbox rebuilds its reserve (and takes records again) after a
+		// commit that deleted records, at most once a second, or when a write
+		// comes: a drain that ends within that second leaves it refusing until
+		// the next write. So write until one is taken.
+		waitUntil(t, "a write to be taken after the drain", func() bool {
+			resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/v1/logs", httpPort), "application/x-ndjson", strings.NewReader("{\"message\":\"after\"}\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			time.Sleep(100 * time.Millisecond)
+			return resp.StatusCode == http.StatusAccepted
+		})
+		if got := metric(t, adminPort, "outboxd_outbox_disk_full"); got != 0 {
+			t.Errorf("outboxd_outbox_disk_full = %v once records are taken again, want 0", got)
+		}
+	})
+}
