@@ -211,9 +211,9 @@ type dashboard struct {
 }
 
 type dashPanel struct {
-	ID      int    `json:"id"`
-	Type    string `json:"type"`
-	Title   string `json:"title"`
+	ID      int                      `json:"id"`
+	Type    string                   `json:"type"`
+	Title   string                   `json:"title"`
 	GridPos struct{ H, W, X, Y int } `json:"gridPos"`
 	Targets []struct {
 		RefID string `json:"refId"`
@@ -287,7 +287,7 @@ func TestObserveDashboard(t *testing.T) {
 // promServer is a real Prometheus (Debian's package) scraping one outboxd
 // every second and evaluating rules every second.
 type promServer struct {
-	url string
+	url  string
 	proc *daemonProc // the process and its stderr, kept as the daemon's are
 }
 
