@@ -1,5 +1,6 @@
 // Command outboxd-release builds the release into dist/: static binaries for
-// the edge architectures, .deb and .rpm packages, and SHA256SUMS.
+// the edge architectures, .deb and .rpm packages, the Prometheus rules and
+// Grafana dashboard, and SHA256SUMS.
 //
 //	go run ./cmd/outboxd-release [-out dist] [-version 1.2.3] [-arch amd64,arm64,arm7]
 //
@@ -133,7 +134,27 @@ func (r *release) build(ctx context.Context, stdout io.Writer) error {
 			made = append(made, p)
 		}
 	}
+	for _, m := range monitoring {
+		path := filepath.Join(r.out, filepath.Base(m.src))
+		if err := copyFile(filepath.Join(r.root, m.src), path); err != nil {
+			return err
+		}
+		made = append(made, path)
+	}
 	return writeSums(filepath.Join(r.out, "SHA256SUMS"), made, stdout)
+}
+
+// copyFile copies a monitoring file into the release as it is in the
+// repository.
+func copyFile(from, to string) error {
+	data, err := os.ReadFile(from)
+	if err != nil {
+		return fmt.Errorf("release: %w", err)
+	}
+	if err := os.WriteFile(to, data, 0o644); err != nil {
+		return fmt.Errorf("release: %w", err)
+	}
+	return nil
 }
 
 // binary builds outboxd for t and returns its path.

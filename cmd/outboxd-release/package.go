@@ -46,6 +46,16 @@ func (r *release) packageInfo(t target, bin string) *nfpm.Info {
 			FileInfo: &files.ContentFileInfo{Mode: mode, MTime: r.date}}
 	}
 	pkgDir := "cmd/outboxd-release/package/"
+	contents := files.Contents{
+		file(bin, "/usr/bin/outboxd", 0o755, ""),
+		file(src("systemd/outboxd.service"), "/usr/lib/systemd/system/outboxd.service", 0o644, ""),
+		file(src("systemd/outboxd.sysusers"), "/usr/lib/sysusers.d/outboxd.conf", 0o644, ""),
+		file(src("systemd/outboxd.tmpfiles"), "/usr/lib/tmpfiles.d/outboxd.conf", 0o644, ""),
+		file(src(pkgDir+"config.yaml"), "/etc/outboxd/config.yaml", 0o644, files.TypeConfigNoReplace),
+	}
+	for _, m := range monitoring {
+		contents = append(contents, file(src(m.src), m.dst, 0o644, ""))
+	}
 	return &nfpm.Info{
 		Name:        "outboxd",
 		Arch:        t.name,
@@ -60,13 +70,7 @@ func (r *release) packageInfo(t target, bin string) *nfpm.Info {
 		License:     "Apache-2.0",
 		MTime:       r.date,
 		Overridables: nfpm.Overridables{
-			Contents: files.Contents{
-				file(bin, "/usr/bin/outboxd", 0o755, ""),
-				file(src("systemd/outboxd.service"), "/usr/lib/systemd/system/outboxd.service", 0o644, ""),
-				file(src("systemd/outboxd.sysusers"), "/usr/lib/sysusers.d/outboxd.conf", 0o644, ""),
-				file(src("systemd/outboxd.tmpfiles"), "/usr/lib/tmpfiles.d/outboxd.conf", 0o644, ""),
-				file(src(pkgDir+"config.yaml"), "/etc/outboxd/config.yaml", 0o644, files.TypeConfigNoReplace),
-			},
+			Contents: contents,
 			Scripts: nfpm.Scripts{
 				PostInstall: src(pkgDir + "postinstall.sh"),
 				PreRemove:   src(pkgDir + "preremove.sh"),
@@ -75,4 +79,14 @@ func (r *release) packageInfo(t target, bin string) *nfpm.Info {
 			RPM: nfpm.RPM{Group: "System Environment/Daemons", Summary: "store-and-forward log shipper for edge hosts", BuildHost: "outboxd-release"},
 		},
 	}
+}
+
+// monitoring lists the Prometheus rules (with their unit tests, so that an
+// operator who changes a threshold can run promtool test rules in place) and
+// the Grafana dashboard: source in the repository, destination in the
+// packages; the release also carries each file beside the binaries.
+var monitoring = []struct{ src, dst string }{
+	{"systemd/prometheus/outboxd-alerts.yml", "/usr/share/outboxd/prometheus/outboxd-alerts.yml"},
+	{"systemd/prometheus/outboxd-alerts_test.yml", "/usr/share/outboxd/prometheus/outboxd-alerts_test.yml"},
+	{"systemd/grafana/outboxd-dashboard.json", "/usr/share/outboxd/grafana/outboxd-dashboard.json"},
 }

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -108,8 +109,8 @@ func TestRPM(t *testing.T) {
 			return string(out)
 		}
 		list := rpm("-qlp")
-		for _, f := range []string{"/usr/bin/outboxd", "/usr/lib/systemd/system/outboxd.service", "/usr/lib/sysusers.d/outboxd.conf",
-			"/usr/lib/tmpfiles.d/outboxd.conf", "/etc/outboxd/config.yaml"} {
+		for _, f := range append([]string{"/usr/bin/outboxd", "/usr/lib/systemd/system/outboxd.service", "/usr/lib/sysusers.d/outboxd.conf",
+			"/usr/lib/tmpfiles.d/outboxd.conf", "/etc/outboxd/config.yaml"}, monitoringPaths()...) {
 			if !strings.Contains(list, f+"\n") {
 				t.Errorf("rpm -qlp lacks %s:\n%s", f, list)
 			}
@@ -124,6 +125,50 @@ func TestRPM(t *testing.T) {
 		for _, want := range []string{"postinstall scriptlet", "preuninstall scriptlet", "postuninstall scriptlet", "systemd-sysusers", "systemctl enable"} {
 			if !strings.Contains(scripts, want) {
 				t.Errorf("scripts lack %q:\n%s", want, scripts)
+			}
+		}
+	})
+}
+
+// monitoringPaths are where the packages put the monitoring files.
+func monitoringPaths() []string {
+	var p []string
+	for _, m := range monitoring {
+		p = append(p, m.dst)
+	}
+	return p
+}
+
+func TestMonitoringFiles(t *testing.T) {
+	skipUnderRace(t)
+	t.Run("the release carries the rules and the dashboard as in the repository, in SHA256SUMS and in the .deb under /usr/share/outboxd", func(t *testing.T) {
+		arch := hostTarget(t)
+		dir := t.TempDir()
+		buildRelease(t, dir, "-version", "1.0.0", "-arch", arch)
+		sums, err := os.ReadFile(filepath.Join(dir, "SHA256SUMS"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range monitoring {
+			name := filepath.Base(m.src)
+			want := sum(t, filepath.Join("..", "..", m.src))
+			if got := sum(t, filepath.Join(dir, name)); got != want {
+				t.Errorf("%s in the release: sha256 %s, the repository's %s", name, got, want)
+			}
+			if !strings.Contains(string(sums), want+"  "+name+"\n") {
+				t.Errorf("SHA256SUMS lacks %s:\n%s", name, sums)
+			}
+		}
+		if _, err := exec.LookPath("dpkg-deb"); err != nil {
+			t.Skip("dpkg-deb is not installed")
+		}
+		out, err := exec.Command("dpkg-deb", "-c", filepath.Join(dir, "outboxd_1.0.0-1_"+arch+".deb")).CombinedOutput()
+		if err != nil {
+			t.Fatalf("dpkg-deb -c: %v\n%s", err, out)
+		}
+		for _, p := range monitoringPaths() {
+			if !regexp.MustCompile(`(?m)^-rw-r--r-- root/root .* \.` + regexp.QuoteMeta(p) + `$`).Match(out) {
+				t.Errorf("the .deb lacks %s as a 0644 root file:\n%s", p, out)
 			}
 		}
 	})
@@ -196,6 +241,7 @@ func TestDebPackage(t *testing.T) {
 			"/usr/bin/outboxd": "0755 root", "/usr/lib/systemd/system/outboxd.service": "0644 root",
 			"/usr/lib/sysusers.d/outboxd.conf": "0644 root", "/usr/lib/tmpfiles.d/outboxd.conf": "0644 root",
 			"/etc/outboxd/config.yaml": "0640 root:outboxd", "/var/lib/outboxd": "0700 outboxd:outboxd",
+			monitoring[0].dst: "0644 root", monitoring[1].dst: "0644 root", monitoring[2].dst: "0644 root",
 		} {
 			if got := modeOwner(t, path, u); got != want {
 				t.Errorf("%s: %s, want %s", path, got, want)
@@ -203,6 +249,12 @@ func TestDebPackage(t *testing.T) {
 		}
 		if out, err := exec.Command("/usr/bin/outboxd", "check", "-config", "/etc/outboxd/config.yaml").CombinedOutput(); err != nil {
 			t.Errorf("check of the installed config: %v\n%s", err, out)
+		}
+		if _, err := exec.LookPath("promtool"); err == nil {
+			// The installed rules pass their installed unit tests in place.
+			if out, err := exec.Command("promtool", "test", "rules", monitoring[1].dst).CombinedOutput(); err != nil {
+				t.Errorf("promtool test rules on the installed files: %v\n%s", err, out)
+			}
 		}
 		if _, err := exec.LookPath("systemd-analyze"); err == nil {
 			if out, err := exec.Command("systemd-analyze", "verify", "/usr/lib/systemd/system/outboxd.service").CombinedOutput(); err != nil || len(strings.TrimSpace(string(out))) > 0 {
@@ -255,8 +307,8 @@ func TestDebPackage(t *testing.T) {
 		}
 
 		dpkg("-r", "outboxd")
-		for _, gone := range []string{"/usr/bin/outboxd", "/usr/lib/systemd/system/outboxd.service", "/usr/lib/sysusers.d/outboxd.conf",
-			"/usr/lib/tmpfiles.d/outboxd.conf", "/etc/systemd/system/multi-user.target.wants/outboxd.service"} {
+		for _, gone := range append([]string{"/usr/bin/outboxd", "/usr/lib/systemd/system/outboxd.service", "/usr/lib/sysusers.d/outboxd.conf",
+			"/usr/lib/tmpfiles.d/outboxd.conf", "/etc/systemd/system/multi-user.target.wants/outboxd.service", "/usr/share/outboxd"}, monitoringPaths()...) {
 			if _, err := os.Lstat(gone); err == nil {
 				t.Errorf("%s is left after dpkg -r", gone)
 			}

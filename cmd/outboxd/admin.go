@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/outboxd/outboxd/ingest/otlp"
@@ -124,6 +126,17 @@ func (d *daemon) metrics() *prometheus.Registry {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels}, f))
 	}
 	reg.MustRegister(sinkCollector{d})
+	space := func(name, help string, pick func(size, avail float64) float64) {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 {
+			size, avail, ok := dataDirSpace(d.cfg.DataDir)
+			if !ok {
+				return math.NaN()
+			}
+			return pick(size, avail)
+		}))
+	}
+	space("outboxd_data_dir_size_bytes", "Size of the file system that holds data_dir.", func(size, _ float64) float64 { return size })
+	space("outboxd_data_dir_avail_bytes", "Bytes free for outboxd on the file system that holds data_dir.", func(_, avail float64) float64 { return avail })
 	if h := d.http; h != nil {
 		l := prometheus.Labels{"endpoint": "http"}
 		counter("outboxd_ingest_records_total", "Records accepted (committed).", l, func() float64 { return float64(h.Accepted.Load()) })
@@ -213,7 +226,11 @@ var (
 	descDropped  = prometheus.NewDesc("outboxd_sink_dropped_records_total",
 		"Records a full sink's when_full policy dropped for it (stored for the other sinks): new ones left out, or the oldest deleted.",
 		[]string{"sink", "which"}, nil)
-	descDLQ       = prometheus.NewDesc("outboxd_dlq_records", "Records in the sink's dead-letter queue.", []string{"sink"}, nil)
+	descDLQ   = prometheus.NewDesc("outboxd_dlq_records", "Records in the sink's dead-letter queue.", []string{"sink"}, nil)
+	descLimit = prometheus.NewDesc("outboxd_queue_limit_records", "max_records: the most records the sink's queue holds; absent when there is no limit.", []string{"sink"}, nil)
+	descFull  = prometheus.NewDesc("outboxd_sink_full",
+		"1 while the sink's queue is full (max_records, or max_disk_bytes for the outbox file): its when_full policy applies.", []string{"sink"}, nil)
+	descDiskFull  = prometheus.NewDesc("outboxd_outbox_disk_full", "1 while the outbox file's disk is full and new records are refused.", nil, nil)
 	descCommitLat = prometheus.NewDesc("outboxd_outbox_commit_seconds", "Time per outbox commit: its statements and its fsync.", nil, nil)
 	descGroup     = prometheus.NewDesc("outboxd_outbox_group_commit_writes", "Writes (ingest requests, acks) that shared one outbox commit.", nil, nil)
 )
@@ -254,17 +271,39 @@ func (c sinkCollector) Collect(ch chan<- prometheus.Metric) {
 		if n, err := s.queue.DeadLetterLen(ctx); err == nil {
 			gauge(descDLQ, float64(n)) // through the queue's own handle: no file opened per scrape
 		}
+		if m := c.d.cfg.MaxRecords; m > 0 {
+			gauge(descLimit, float64(m))
+		}
+		gauge(descFull, boolFloat(s.queue.Full()))
 		ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(c.d.router.Dropped(s.name)), s.name, "newest")
 		ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(s.queue.Evicted()), s.name, "oldest")
-		if stats == nil {
+		if stats == nil { // every sink's queue is a table of the one outbox file
 			cs := s.queue.CommitStats()
 			stats = &cs
+			ch <- prometheus.MustNewConstMetric(descDiskFull, prometheus.GaugeValue, boolFloat(s.queue.Writable() != nil))
 		}
 	})
 	if stats != nil {
 		ch <- constHistogram(descCommitLat, stats.Latency)
 		ch <- constHistogram(descGroup, stats.Writers)
 	}
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// dataDirSpace reads the size and the space left to outboxd's user on the
+// file system that holds the data directory; ok is false if it cannot.
+func dataDirSpace(dir string) (size, avail float64, ok bool) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, 0, false
+	}
+	return float64(st.Blocks) * float64(st.Bsize), float64(st.Bavail) * float64(st.Bsize), true
 }
 
 func constHistogram(d *prometheus.Desc, h outbox.Histogram) prometheus.Metric {

@@ -83,10 +83,14 @@ admin:
 			`outboxd_dlq_records{sink="down"} 0`, `outboxd_ingest_bytes_total{endpoint="http"}`,
 			`outboxd_outbox_commit_seconds_bucket{le="0.001"}`, `outboxd_outbox_group_commit_writes_bucket{le="1"}`,
 			"outboxd_outbox_commit_seconds_count", "outboxd_outbox_group_commit_writes_sum",
+			`outboxd_sink_full{sink="down"} 0`, "outboxd_outbox_disk_full 0", "outboxd_data_dir_avail_bytes ", "outboxd_data_dir_size_bytes ",
 		} {
 			if code != 200 || !strings.Contains(metrics, want) {
 				t.Errorf("metrics lack %q", want)
 			}
+		}
+		if avail, size := metricValue(metrics, "outboxd_data_dir_avail_bytes"), metricValue(metrics, "outboxd_data_dir_size_bytes"); !(avail > 0 && avail <= size) {
+			t.Errorf("data_dir space: %v bytes free of %v", avail, size)
 		}
 	})
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -62,17 +61,17 @@ func readyz(t *testing.T, port int) (int, map[string]any) {
 
 func metric(t *testing.T, port int, series string) float64 {
 	t.Helper()
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindSubmatch(b)
+	return metricValue(scrape(t, port), series)
+}
+
+// metricValue finds series (name and labels as /metrics writes them) in
+// the text of a scrape; -1 when it is not there.
+func metricValue(text, series string) float64 {
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindStringSubmatch(text)
 	if m == nil {
 		return -1
 	}
-	v, _ := strconv.ParseFloat(string(m[1]), 64)
+	v, _ := strconv.ParseFloat(m[1], 64)
 	return v
 }
 
@@ -100,6 +99,12 @@ func TestReloadWhileIngestBlocked(t *testing.T) {
 			blocked, _ := body["ingest_blocked_by"].([]any)
 			return code == http.StatusServiceUnavailable && len(blocked) == 1 && blocked[0] == "dead"
 		})
+		for series, want := range map[string]float64{`outboxd_sink_full{sink="dead"}`: 1, `outboxd_sink_full{sink="good"}`: 0,
+			`outboxd_queue_limit_records{sink="dead"}`: 10} {
+			if got := metric(t, adminPort, series); got != want {
+				t.Errorf("%s = %v while ingest is blocked, want %v", series, got, want)
+			}
+		}
 
 		writeConfig(t, cfgPath, base+good1)
 		d.cmd.Process.Signal(syscall.SIGHUP)
