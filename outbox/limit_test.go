@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"sync"
 	"testing"
@@ -119,4 +120,26 @@ func TestCommitStats(t *testing.T) {
 			}
 		}
 	})
+}
+
+func TestDiskUsage(t *testing.T) {
+	ctx := context.Background()
+	q := mustOpen(t, tempDB(t), "q", Options[[]byte]{MaxBytes: 4 << 20})
+	used0, limit := q.DiskUsage()
+	if limit != 4<<20 {
+		t.Fatalf("limit %d", limit)
+	}
+	batch := make([][]byte, 1000)
+	for i := range batch {
+		batch[i] = make([]byte, 512)
+	}
+	if err := q.SendBatch(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	if used, _ := q.DiskUsage(); used < used0+512*1000 {
+		t.Fatalf("used %d after 512,000 bytes of records (before: %d)", used, used0)
+	}
+	if used, limit := mustOpen(t, tempDB(t), "q", Options[[]byte]{}).DiskUsage(); used != 0 || limit != 0 {
+		t.Fatalf("without a limit: %d, %d", used, limit)
+	}
 }

@@ -229,6 +229,17 @@ func (q *Queue[T]) Full() bool {
 	return q.store.commit.limit.reached()
 }
 
+// DiskUsage is the bytes of the queue's file in live pages, as last
+// measured after a commit, and its disk limit (Options.MaxBytes); both 0
+// when no limit is set (the pages are measured only then).
+func (q *Queue[T]) DiskUsage() (used, limit int64) {
+	l := &q.store.commit.limit
+	if !l.set() {
+		return 0, 0
+	}
+	return l.used.Load(), l.maxBytes()
+}
+
 // Evicted is how many records DropOldest deleted from the queue's table to
 // make room, in this process, counting every Queue open on the table.
 func (q *Queue[T]) Evicted() int64 { return q.ts.evicted.Load() }

@@ -231,6 +231,8 @@ var (
 	descFull  = prometheus.NewDesc("outboxd_sink_full",
 		"1 while the sink's queue is full (max_records, or max_disk_bytes for the outbox file): its when_full policy applies.", []string{"sink"}, nil)
 	descDiskFull  = prometheus.NewDesc("outboxd_outbox_disk_full", "1 while the outbox file's disk is full and new records are refused.", nil, nil)
+	descDiskUsed  = prometheus.NewDesc("outboxd_outbox_used_bytes", "Bytes of the outbox file in live pages, what max_disk_bytes limits (only while it is set).", nil, nil)
+	descDiskLimit = prometheus.NewDesc("outboxd_outbox_limit_bytes", "max_disk_bytes: the outbox file's limit of live pages (only while it is set).", nil, nil)
 	descCommitLat = prometheus.NewDesc("outboxd_outbox_commit_seconds", "Time per outbox commit: its statements and its fsync.", nil, nil)
 	descGroup     = prometheus.NewDesc("outboxd_outbox_group_commit_writes", "Writes (ingest requests, acks) that shared one outbox commit.", nil, nil)
 )
@@ -281,6 +283,10 @@ func (c sinkCollector) Collect(ch chan<- prometheus.Metric) {
 			cs := s.queue.CommitStats()
 			stats = &cs
 			ch <- prometheus.MustNewConstMetric(descDiskFull, prometheus.GaugeValue, boolFloat(s.queue.Writable() != nil))
+			if used, limit := s.queue.DiskUsage(); limit > 0 {
+				ch <- prometheus.MustNewConstMetric(descDiskUsed, prometheus.GaugeValue, float64(used))
+				ch <- prometheus.MustNewConstMetric(descDiskLimit, prometheus.GaugeValue, float64(limit))
+			}
 		}
 	})
 	if stats != nil {

@@ -119,6 +119,7 @@ func startFullDaemon(t *testing.T, extra string) *fullDaemon {
 	}
 	cfg := writeConfig(t, filepath.Join(t.TempDir(), "config.yaml"), fmt.Sprintf(`data_dir: %s
 max_records: 100000
+max_disk_bytes: 256MiB
 ingest:
   http:
     listen: 127.0.0.1:%d
