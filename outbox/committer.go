@@ -202,7 +202,28 @@ func (c *committer) loop() {
 	var syncTimer *time.Timer
 	var syncDue <-chan time.Time   // nil (never ready) while everything is synced
 	var shrinkDue <-chan time.Time // nil unless a shrink check was put off
+	// recheck ticks while the reserve is spent (the disk was full): room
+	// can come back with no commit to notice it (an idle host whose backlog
+	// drained, another process's files deleted), and new records would be
+	// refused, and /readyz say so, until the next write.
+	var recheck *time.Ticker
+	defer func() {
+		if recheck != nil {
+			recheck.Stop()
+		}
+	}()
 	for {
+		var recheckDue <-chan time.Time // nil while the reserve is whole
+		switch spent := c.res.spent(); {
+		case spent && recheck == nil:
+			recheck = time.NewTicker(reserveRecheck)
+		case !spent && recheck != nil:
+			recheck.Stop()
+			recheck = nil
+		}
+		if recheck != nil {
+			recheckDue = recheck.C
+		}
 		var shrinkNow <-chan struct{} // ready while shrinking: a step when nothing else waits
 		if c.shrink.stepping() {
 			shrinkNow = alwaysReady
@@ -222,6 +243,8 @@ func (c *committer) loop() {
 		case <-shrinkDue:
 			shrinkDue = nil
 			c.maybeShrink()
+		case <-recheckDue:
+			c.recoverReserve()
 		case <-c.quit:
 			// stop holds the write lock before closing quit, so no op can be
 			// handed over any more: drain what is queued and leave.

@@ -93,3 +93,43 @@ func TestDiskFull(t *testing.T) {
 		}
 	})
 }
+
+// An idle outbox whose backlog drained takes records again with no write to
+// notice it: Writable (what /readyz reports) clears by itself.
+func TestDiskFullRecoversIdle(t *testing.T) {
+	ctx := testCtx(t)
+	path := filepath.Join(smallFS(t, "24m"), "q.db")
+	q := mustOpen(t, path, "events", Options[[]byte]{})
+	batch := make([][]byte, 100)
+	for i := range batch {
+		batch[i] = make([]byte, 1024)
+	}
+	for range 10_000 {
+		if err := q.SendBatch(ctx, batch); err != nil {
+			if !errors.Is(err, ErrDiskFull) {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	if !errors.Is(q.Writable(), ErrDiskFull) {
+		t.Fatal("the disk did not fill")
+	}
+	for mustLen(t, q) > 0 {
+		l, err := q.Claim(ctx, 5000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Ack(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// No write from here: only the committer's own recheck can notice.
+	deadline := time.Now().Add(15 * time.Second)
+	for q.Writable() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("still refusing 15 s after the backlog drained, with no write: %v", q.Writable())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

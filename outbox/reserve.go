@@ -23,6 +23,10 @@ import (
 // reserveBytes is the room set aside; a variable so tests can use a small disk.
 var reserveBytes int64 = 8 << 20
 
+// reserveRecheck is how often an idle committer tries to rebuild a spent
+// reserve.
+const reserveRecheck = 2 * time.Second
+
 type reserve struct {
 	path    string
 	freed   atomic.Bool // the reserve is spent: refuse new records (read by Writable)
