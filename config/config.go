@@ -64,6 +64,8 @@ type HTTPIngest struct {
 	MaxConcurrent  int    `koanf:"max_concurrent"`
 	// TLS, when set, serves HTTPS only.
 	TLS *ServerTLS `koanf:"tls"`
+	// AddFields go on every record (a record's own field of a name wins).
+	AddFields map[string]string `koanf:"add_fields"`
 }
 
 // ServerTLS is a network input's TLS: its certificate and key, and
@@ -80,6 +82,8 @@ type SyslogIngest struct {
 	Listen string `koanf:"listen"`
 	// tls:// only, and required there.
 	TLS *ServerTLS `koanf:"tls"`
+	// AddFields go on every record of the listener.
+	AddFields map[string]string `koanf:"add_fields"`
 	// tcp:// and tls:// only: connections served at once (default 64), and how long
 	// one may send nothing before it is closed (default 5m).
 	MaxConnections int           `koanf:"max_connections"`

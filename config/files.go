@@ -12,12 +12,13 @@ import (
 
 // FileInput is one ingest.files entry: log files tailed by glob.
 type FileInput struct {
-	Paths        []string   `koanf:"paths"`   // globs; ** is any depth
-	Exclude      []string   `koanf:"exclude"` // globs on the path, or on the base name when without a /
-	ReadFrom     string     `koanf:"read_from"`
-	MaxLineBytes Size       `koanf:"max_line_bytes"`
-	Multiline    *Multiline `koanf:"multiline"`
-	Format       string     `koanf:"format"` // text, json or cri
+	Paths        []string          `koanf:"paths"`      // globs; ** is any depth
+	AddFields    map[string]string `koanf:"add_fields"` // on every record of these files
+	Exclude      []string          `koanf:"exclude"`    // globs on the path, or on the base name when without a /
+	ReadFrom     string            `koanf:"read_from"`
+	MaxLineBytes Size              `koanf:"max_line_bytes"`
+	Multiline    *Multiline        `koanf:"multiline"`
+	Format       string            `koanf:"format"` // text, json or cri
 	// RotateWait is how long a file that left its glob (renamed away,
 	// deleted) is still read after it last grew, before it is closed: a
 	// writer may still be writing to its old handle.
@@ -65,6 +66,7 @@ func (f *FileInput) applyDefaults() {
 }
 
 func (f FileInput) validate(path string, add func(error)) {
+	validateAddFields(path+".add_fields", f.AddFields, add)
 	if len(f.Paths) == 0 {
 		add(problem(path+".paths", "at least one glob is needed"))
 	}

@@ -17,6 +17,8 @@ type JournalInput struct {
 	// ReadFrom is where the very first start begins (beginning or end);
 	// later starts go on from the stored cursor.
 	ReadFrom string `koanf:"read_from"`
+	// AddFields go on every record of the journal.
+	AddFields map[string]string `koanf:"add_fields"`
 }
 
 func (j *JournalInput) applyDefaults() {
@@ -26,6 +28,7 @@ func (j *JournalInput) applyDefaults() {
 }
 
 func (j JournalInput) validate(path string, add func(error)) {
+	validateAddFields(path+".add_fields", j.AddFields, add)
 	if j.Directory != "" && !filepath.IsAbs(j.Directory) {
 		add(problem(path+".directory", "%q: must be an absolute path (the daemon's working directory is /)", j.Directory))
 	}

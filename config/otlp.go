@@ -22,6 +22,8 @@ type OTLPListener struct {
 	MaxConcurrent  int    `koanf:"max_concurrent"`
 	// TLS, when set, serves TLS only (gRPC: its credentials).
 	TLS *ServerTLS `koanf:"tls"`
+	// AddFields go on every record (static labels: site, env, ...).
+	AddFields map[string]string `koanf:"add_fields"`
 }
 
 // The OTLP ports, on loopback like every other input.
@@ -54,6 +56,7 @@ func (o OTLPInput) validate(path string, add func(error)) {
 		}
 		checkSize(l.path+".max_body_bytes", l.ln.MaxBodyBytes, false, add)
 		checkSize(l.path+".max_record_bytes", l.ln.MaxRecordBytes, true, add)
+		validateAddFields(l.path+".add_fields", l.ln.AddFields, add)
 		if l.ln.TLS != nil {
 			validateServerTLS(l.path+".tls", *l.ln.TLS, add)
 		}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -39,7 +40,7 @@ func TestOTLPInput(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if g := c.Ingest.OTLP.GRPC; g == nil || *g != (OTLPListener{Listen: "127.0.0.1:4317"}) || c.Ingest.OTLP.HTTP != nil {
+		if g := c.Ingest.OTLP.GRPC; g == nil || !reflect.DeepEqual(*g, OTLPListener{Listen: "127.0.0.1:4317"}) || c.Ingest.OTLP.HTTP != nil {
 			t.Fatalf("ingest.otlp = %+v", c.Ingest.OTLP)
 		}
 	})
@@ -51,7 +52,7 @@ func TestOTLPInput(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := OTLPListener{Listen: "127.0.0.1:5317", Token: "s3cret", MaxBodyBytes: 4 << 20, MaxRecordBytes: 64 << 10, MaxConcurrent: 8}
-		if *c.Ingest.OTLP.GRPC != want || c.Ingest.OTLP.HTTP.MaxBodyBytes != 2<<20 {
+		if !reflect.DeepEqual(*c.Ingest.OTLP.GRPC, want) || c.Ingest.OTLP.HTTP.MaxBodyBytes != 2<<20 {
 			t.Fatalf("ingest.otlp = %+v %+v", c.Ingest.OTLP.HTTP, c.Ingest.OTLP.GRPC)
 		}
 	})

@@ -8,6 +8,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"maps"
 	"sort"
 	"strings"
 	"time"
@@ -53,6 +54,7 @@ func (c *Config) Validate() []error {
 	}
 	checkSize("max_disk_bytes", c.MaxDiskBytes, false, add)
 	if h := c.Ingest.HTTP; h != nil {
+		validateAddFields("ingest.http.add_fields", h.AddFields, add)
 		if h.TLS != nil {
 			validateServerTLS("ingest.http.tls", *h.TLS, add)
 		}
@@ -241,6 +243,7 @@ func (in Ingest) validate(add func(error)) {
 }
 
 func (s SyslogIngest) validate(path string, add func(error)) {
+	validateAddFields(path+".add_fields", s.AddFields, add)
 	tls := strings.HasPrefix(s.Listen, "tls://")
 	tcp, unix := tls || strings.HasPrefix(s.Listen, "tcp://"), strings.HasPrefix(s.Listen, "unix://")
 	switch {
@@ -321,4 +324,28 @@ func quoteURL(raw string) string {
 		return "(redacted: it may hold a secret)"
 	}
 	return fmt.Sprintf("%q", raw)
+}
+
+// envelopeFields are the names outboxd's records give meaning to: an
+// add_fields key may not take one (it would be silently shadowed, or shadow).
+var envelopeFields = map[string]bool{
+	"ts": true, "received_at": true, "host": true, "source": true, "record_id": true, "tls_client": true,
+	"message": true, "message_base64": true, "truncated": true, "parse_error": true,
+	"syslog_format": true, "facility": true, "severity": true, "app": true, "procid": true, "msgid": true,
+	"structured_data": true, "path": true, "offset": true, "stream": true,
+	"journal": true, "journal_base64": true, "otel": true, "severity_number": true, "severity_text": true,
+}
+
+var fieldNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$`)
+
+// validateAddFields checks an input's add_fields keys.
+func validateAddFields(path string, f map[string]string, add func(error)) {
+	for _, k := range slices.Sorted(maps.Keys(f)) {
+		switch {
+		case envelopeFields[k]:
+			add(problem(path+"."+k, "is an envelope field outboxd sets; choose another name (site, env, ...)"))
+		case !fieldNameRE.MatchString(k):
+			add(problem(path+"."+k, "want a name of letters, digits, _ . - (at most 64, not starting with a digit)"))
+		}
+	}
 }

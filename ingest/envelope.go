@@ -39,6 +39,8 @@ type SyslogEnvelope struct {
 	// TLSClient names the sender from its verified client certificate
 	// (tls:// listeners with client_ca_file): {"cn":...,"dns":[...]}.
 	TLSClient json.RawMessage `json:"tls_client,omitempty"`
+	// Fields are the listener's add_fields, after the envelope's own.
+	Fields AddFields `json:"-"`
 }
 
 var facilities = []string{"kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
@@ -95,7 +97,7 @@ func (e SyslogEnvelope) Marshal() ([]byte, error) {
 	// Room for the keys, the times and every value unescaped: one
 	// allocation for a typical record.
 	return e.appendTo(make([]byte, 0, 256+len(e.RecordID)+len(e.Host)+len(e.Source)+len(e.Facility)+len(e.Severity)+len(e.App)+
-		len(e.ProcID)+len(e.MsgID)+len(e.Message)+len(e.MessageBase64)+len(e.SyslogFormat)+len(e.TLSClient))), nil
+		len(e.ProcID)+len(e.MsgID)+len(e.Message)+len(e.MessageBase64)+len(e.SyslogFormat)+len(e.TLSClient)+e.Fields.size())), nil
 }
 
 // appendTo appends the envelope's JSON to b.
@@ -146,6 +148,7 @@ func (e SyslogEnvelope) appendTo(b []byte) []byte {
 		b = append(b, `,"tls_client":`...)
 		b = append(b, e.TLSClient...)
 	}
+	b = e.Fields.appendTo(b)
 	return append(b, '}')
 }
 

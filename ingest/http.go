@@ -52,7 +52,8 @@ type HTTPConfig struct {
 	Budget *Budget
 	// BudgetWait is how long a request waits for budget before 503; default 250ms.
 	BudgetWait time.Duration
-	Host       string // "host" of records that carry none; default the machine's hostname
+	Host       string    // "host" of records that carry none; default the machine's hostname
+	AddFields  AddFields // on every record (its own fields of those names win)
 	Logger     *slog.Logger
 }
 
@@ -225,6 +226,7 @@ func (h *HTTP) read(w http.ResponseWriter, r *http.Request, l *lease) ([][]byte,
 	}
 	st := newStamp(time.Now().UTC(), h.cfg.Host, "http")
 	st.client = tlsconf.ClientOf(r.TLS).JSON()
+	st.fields = h.cfg.AddFields
 	d := &decoder{maxRecord: h.cfg.MaxRecordBytes, st: st, charge: h.charger(r, l)}
 	decode := map[string]func(io.Reader) ([][]byte, error){
 		"application/x-ndjson": d.ndjson, "application/ndjson": d.ndjson,

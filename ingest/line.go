@@ -19,6 +19,13 @@ func NewStamp(received time.Time, host, source string) Stamp {
 	return Stamp{newStamp(received, host, source)}
 }
 
+// WithFields is s that also puts the input's add_fields on every record
+// (a JSON object's own field of a name wins).
+func (s Stamp) WithFields(f AddFields) Stamp {
+	s.st.fields = f
+	return s
+}
+
 // WithClient is s that also puts tls_client (client: its JSON value, from
 // tlsconf.Client.JSON; nil: none) on every record.
 func (s Stamp) WithClient(client []byte) Stamp {
@@ -51,7 +58,7 @@ func (s Stamp) Line(msg []byte, cut bool, ts time.Time, fields ...Field) []byte 
 // that build many records into one buffer size it with this.
 func (s Stamp) LineSize(msg []byte, fields ...Field) int {
 	st := s.st
-	n := 168 + 2*len(st.tsJSON) + len(st.hostJSON) + len(st.sourceJSON) + len(st.client) + len(msg) + len(msg)/8
+	n := 168 + st.fields.size() + 2*len(st.tsJSON) + len(st.hostJSON) + len(st.sourceJSON) + len(st.client) + len(msg) + len(msg)/8
 	for _, f := range fields {
 		n += len(f.Key) + len(f.JSON) + 4
 	}

@@ -28,7 +28,9 @@ type SyslogConfig struct {
 	// TLS needs TLS) or unix:///path (a datagram socket, as /dev/log is).
 	Listen string
 	// TLS is a tls:// listener's server configuration (tlsconf.Server's).
-	TLS             *tls.Config
+	TLS *tls.Config
+	// AddFields go on every record of the listener.
+	AddFields       AddFields
 	MaxMessageBytes int // default 64 KiB; longer messages are cut there (counted in Truncated)
 	// MaxConnections is how many TCP connections are served at once; more
 	// are closed at once and counted in RefusedConns. Default 64: each holds a
@@ -679,6 +681,7 @@ func (s *Syslog) envelope(msg []byte, from sender, cut bool) (rec []byte, trunca
 	// envelope is dropped here.
 	e := newSyslogEnvelope(m, now, "syslog", from.host, true)
 	e.TLSClient = from.client
+	e.Fields = s.cfg.AddFields
 	e.Truncated = cut || precutDone
 	if precutDone {
 		// Escapes make the record up to six times its message: one
@@ -708,6 +711,7 @@ func (s *Syslog) fitEnvelope(raw []byte, m SyslogMessage, now time.Time, from se
 		m.Message = message
 		e := newSyslogEnvelope(m, now, "syslog", from.host, true)
 		e.TLSClient = from.client
+		e.Fields = s.cfg.AddFields
 		e.Truncated = true
 		rec, _ := e.Marshal()
 		return rec

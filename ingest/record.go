@@ -20,6 +20,8 @@ type stamp struct {
 	// client is the tls_client field's JSON value (who sent the records,
 	// from a verified client certificate); nil without one.
 	client []byte
+	// fields are the input's add_fields.
+	fields AddFields
 }
 
 func newStamp(received time.Time, host, source string) stamp {
@@ -50,6 +52,9 @@ func completeObject(raw []byte, st stamp) ([]byte, error) {
 func completeObjectWith(raw []byte, st stamp, extra []Field) ([]byte, error) {
 	if st.client != nil {
 		extra = append(extra[:len(extra):len(extra)], Field{"tls_client", st.client})
+	}
+	if len(st.fields) > 0 {
+		extra = append(extra[:len(extra):len(extra)], st.fields...) // the object's own win
 	}
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || raw[0] != '{' {
@@ -155,6 +160,7 @@ func (st stamp) appendHead(b, ts []byte) []byte {
 	b = append(b, st.sourceJSON...)
 	b = append(b, `,"record_id":`...)
 	b = appendRecordID(b)
+	b = st.fields.appendTo(b)
 	if st.client != nil {
 		b = append(b, `,"tls_client":`...)
 		b = append(b, st.client...)
@@ -168,7 +174,7 @@ func (st stamp) appendHead(b, ts []byte) []byte {
 // json.Marshal keeps its buffers in a pool, and a flood of megabyte lines
 // would keep megabytes there outside the ingest budget.
 func textRecord(line []byte, cut bool, st stamp) []byte {
-	b := make([]byte, 0, 136+2*len(st.tsJSON)+len(st.hostJSON)+len(st.sourceJSON)+len(st.client)+16+len(line)+len(line)/8)
+	b := make([]byte, 0, 136+st.fields.size()+2*len(st.tsJSON)+len(st.hostJSON)+len(st.sourceJSON)+len(st.client)+16+len(line)+len(line)/8)
 	b = st.appendHead(b, st.tsJSON)
 	b = append(b, `,"message":`...)
 	b = appendJSONString(b, unsafe.String(unsafe.SliceData(line), len(line))) // only read

@@ -380,7 +380,7 @@ func (d *daemon) startIngest(ctx context.Context, wg *sync.WaitGroup) ([]*http.S
 	budget := ingest.NewBudget(int64(d.cfg.Ingest.MemoryBudget))
 	var srvs []*http.Server
 	if h := d.cfg.Ingest.HTTP; h != nil {
-		endpoint := ingest.NewHTTP(ingest.HTTPConfig{Path: h.Path, Token: h.Token, MaxBodyBytes: int64(h.MaxBodyBytes),
+		endpoint := ingest.NewHTTP(ingest.HTTPConfig{Path: h.Path, Token: h.Token, MaxBodyBytes: int64(h.MaxBodyBytes), AddFields: ingest.NewAddFields(h.AddFields),
 			MaxRecordBytes: int(h.MaxRecordBytes), MaxConcurrent: h.MaxConcurrent, Budget: budget, Logger: d.log}, r)
 		d.http = endpoint
 		ln, err := net.Listen("tcp", h.Listen)
@@ -458,7 +458,8 @@ func (d *daemon) startIngest(ctx context.Context, wg *sync.WaitGroup) ([]*http.S
 	}
 	for i, sl := range d.cfg.Ingest.Syslog {
 		sc := ingest.SyslogConfig{Listen: sl.Listen, MaxConnections: sl.MaxConnections,
-			IdleTimeout: sl.IdleTimeout, SocketMode: os.FileMode(sl.SocketMode), Budget: budget, Logger: d.log}
+			IdleTimeout: sl.IdleTimeout, SocketMode: os.FileMode(sl.SocketMode), Budget: budget, Logger: d.log,
+			AddFields: ingest.NewAddFields(sl.AddFields)}
 		if sl.TLS != nil {
 			c, err := d.inputCert(fmt.Sprintf("ingest.syslog[%d].tls", i), sl.TLS)
 			if err != nil {
@@ -513,7 +514,7 @@ func (d *daemon) startIngest(ctx context.Context, wg *sync.WaitGroup) ([]*http.S
 // (zero: ingest.http's defaults) and the shared budget.
 func otlpConfig(l *config.OTLPListener, budget *ingest.Budget, log *slog.Logger) otlp.Config {
 	return otlp.Config{Token: l.Token, MaxBodyBytes: int64(l.MaxBodyBytes), MaxRecordBytes: int(l.MaxRecordBytes),
-		MaxConcurrent: l.MaxConcurrent, Budget: budget, Logger: log}
+		MaxConcurrent: l.MaxConcurrent, Budget: budget, Logger: log, AddFields: ingest.NewAddFields(l.AddFields)}
 }
 
 func startCPUProfile(path string) (stop func(), err error) {

@@ -97,10 +97,16 @@ func copyTestFile(t *testing.T, from, to string) {
 // record finds the one record at the collector whose line contains substr.
 func (td *tlsDaemon) record(t *testing.T, substr string) map[string]any {
 	t.Helper()
-	waitUntil(t, substr+" at the collector", func() bool { return td.c.count(substr) == 1 })
-	td.c.mu.Lock()
-	defer td.c.mu.Unlock()
-	for _, l := range td.c.lines {
+	return td.c.record(t, substr)
+}
+
+// record waits for the one record at c whose line contains substr.
+func (c *collector) record(t *testing.T, substr string) map[string]any {
+	t.Helper()
+	waitUntil(t, substr+" at the collector", func() bool { return c.count(substr) == 1 })
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, l := range c.lines {
 		if strings.Contains(l, substr) {
 			var r map[string]any
 			if err := json.Unmarshal([]byte(l), &r); err != nil {

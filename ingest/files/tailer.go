@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/outboxd/outboxd/config"
+	"github.com/outboxd/outboxd/ingest"
 
 	"github.com/outboxd/outboxd/outbox"
 )
@@ -87,6 +88,7 @@ type FileState struct {
 type input struct {
 	conf   config.FileInput
 	framer framer
+	fields ingest.AddFields // add_fields, encoded once
 }
 
 // tracked is one open file. Run owns it, except while busy: then the one
@@ -150,7 +152,7 @@ func New(cfg Config, c Committer) (*Tailer, error) {
 		copies: map[fileID]*copyWait{}, failing: map[string]string{},
 		jobs: make(chan *tracked), results: make(chan result)}
 	for i, fc := range cfg.Inputs {
-		in := &input{conf: fc, framer: framer{maxLine: int(fc.MaxLineBytes), cri: fc.Format == "cri"}}
+		in := &input{conf: fc, framer: framer{maxLine: int(fc.MaxLineBytes), cri: fc.Format == "cri"}, fields: ingest.NewAddFields(fc.AddFields)}
 		if in.framer.maxLine <= 0 {
 			in.framer.maxLine = config.DefaultMaxLineBytes
 		}

@@ -266,7 +266,7 @@ func (t *Tailer) encode(tr *tracked, recs []record, now time.Time) [][]byte {
 	if len(recs) == 0 {
 		return nil
 	}
-	st := ingest.NewStamp(now, t.cfg.Host, Source)
+	st := ingest.NewStamp(now, t.cfg.Host, Source).WithFields(tr.in.fields)
 	path := ingest.String("path", tr.path)
 	json := tr.in.conf.Format == "json"
 	out := make([][]byte, len(recs))

@@ -583,6 +583,7 @@ func (r *Reader) drain(stderr io.Reader, last *atomic.Pointer[string]) {
 func (r *Reader) parse(ctx context.Context, stdout io.Reader, cursor string, h *handoff) error {
 	x := newExportReader(stdout, 1<<20)
 	enc := newEncoder(r.cfg.Host)
+	enc.fields = ingest.NewAddFields(r.cfg.Input.AddFields)
 	first := cursor != fromStart
 	var scratch []byte // complete's
 	var b batch

@@ -61,6 +61,7 @@ func names(n int, name func(int) string) [][]byte {
 // scratch buffers that each record's bytes are copied out of.
 type encoder struct {
 	host     string // when an entry has no _HOSTNAME
+	fields   ingest.AddFields
 	received time.Time
 	stamps   map[string]ingest.Stamp
 	taken    []bool
@@ -167,7 +168,7 @@ func (x *encoder) encode(e *Entry) []byte {
 	st, ok := x.stamps[host]
 	if !ok {
 		host = strings.Clone(host) // it was in e's buffer
-		st = ingest.NewStamp(x.received, host, Source)
+		st = ingest.NewStamp(x.received, host, Source).WithFields(x.fields)
 		x.stamps[host] = st
 	}
 	if ts.IsZero() {

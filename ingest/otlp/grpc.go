@@ -204,7 +204,7 @@ func (g *GRPC) export(ctx context.Context, msg []byte) (plogotlp.ExportResponse,
 	if err != nil {
 		return plogotlp.ExportResponse{}, g.refuse(&refusal{400, codeInvalidArgument, 0, err.Error()})
 	}
-	b := &builder{received: time.Now().UTC(), host: g.cfg.Host, maxRecord: g.cfg.MaxRecordBytes, client: clientOf(ctx)}
+	b := &builder{received: time.Now().UTC(), host: g.cfg.Host, maxRecord: g.cfg.MaxRecordBytes, client: clientOf(ctx), fields: g.cfg.AddFields}
 	b.build(ld)
 	if err := held.charge(b.bytes); err != nil {
 		return plogotlp.ExportResponse{}, g.refuse(refuseCharge(err, g.cfg.Budget.Size()))

@@ -121,7 +121,7 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b := &builder{received: time.Now().UTC(), host: h.cfg.Host, maxRecord: h.cfg.MaxRecordBytes,
-		client: tlsconf.ClientOf(r.TLS).JSON()}
+		client: tlsconf.ClientOf(r.TLS).JSON(), fields: h.cfg.AddFields}
 	b.build(ld)
 	if err := charge(b.bytes); err != nil {
 		h.refuse(w, ct, refuseCharge(err, h.cfg.Budget.Size()))

@@ -25,6 +25,7 @@ type builder struct {
 	host      string // this host: records whose resource has no host.name
 	maxRecord int
 	client    []byte // tls_client's JSON: the sender's verified certificate; nil without one
+	fields    ingest.AddFields
 
 	records  [][]byte
 	bytes    int64
@@ -41,7 +42,7 @@ func (b *builder) build(ld plog.Logs) {
 		if v, ok := res.Get("host.name"); ok && v.Type() == pcommon.ValueTypeStr && v.Str() != "" {
 			host = v.Str()
 		}
-		st := ingest.NewStamp(b.received, host, Source).WithClient(b.client)
+		st := ingest.NewStamp(b.received, host, Source).WithClient(b.client).WithFields(b.fields)
 		resJSON := appendMap(nil, res)
 		sls := rl.ScopeLogs()
 		for j := 0; j < sls.Len(); j++ {
