@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"testing"
 	"time"
+
+	"github.com/outboxd/outboxd/ingest"
 )
 
 func TestEncode(t *testing.T) {
@@ -67,4 +69,19 @@ func TestEncode(t *testing.T) {
 			t.Errorf("record: %s", rec)
 		}
 	})
+}
+
+func TestEncodeAddFields(t *testing.T) {
+	x := newExportReader(bytes.NewReader(appendExport(nil, &Entry{Fields: []Field{{"_HOSTNAME", []byte("h")}, {"MESSAGE", []byte("m")}}})), 16)
+	e, err := x.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := newEncoder("fallback")
+	enc.fields = ingest.NewAddFields(map[string]string{"site": "berlin-7"})
+	enc.reset(time.Unix(0, 0))
+	var r map[string]any
+	if err := json.Unmarshal(enc.encode(e), &r); err != nil || r["site"] != "berlin-7" || r["message"] != "m" {
+		t.Fatalf("%v %v", r, err)
+	}
 }
