@@ -213,6 +213,12 @@ func (t *Tailer) classify(f *os.File, m found, cw *copyWait, now time.Time) (fro
 	grew := cw == nil || size != cw.size
 	waited := cw != nil && now.Sub(cw.seenAt) >= m.in.conf.RotateWait
 	maybe := false
+	// busy: m starts like a file a worker holds now, so whether that file
+	// was truncated (and m its copy) cannot be told yet. Deciding "not a
+	// copy" then would read the copy from 0 again: it waits on for the
+	// worker, up to busyWaitFactor times rotate_wait (a commit slow on a
+	// loaded machine took over rotate_wait in the power-cut proof).
+	busy := false
 	for _, o := range t.files {
 		if o.id == m.id {
 			continue
@@ -235,12 +241,20 @@ func (t *Tailer) classify(f *os.File, m found, cw *copyWait, now time.Time) (fro
 				return from, true
 			}
 			maybe = true
+			busy = busy || o.busy
 		} else if p.partialCopy(f, size) {
 			maybe = true
 		}
 	}
+	if busy && (cw == nil || now.Sub(cw.seenAt) < busyWaitFactor*m.in.conf.RotateWait) {
+		return 0, false
+	}
 	return 0, !maybe || waited
 }
+
+// busyWaitFactor bounds the wait of a possible copy for a worker: times
+// rotate_wait.
+const busyWaitFactor = 10
 
 // copyOfTruncated: o (not in a worker's hands) is truncated now, and f
 // holds what o held when last read (p): f is its copy, read from p.Offset.
