@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -48,7 +50,20 @@ type HTTP struct {
 	// few splits, not a few per batch. It lasts as long as the sink: a
 	// reload or restart forgets it.
 	ceiling int
+	// splits counts the extra requests made to isolate records the
+	// collector refused (a batch split in halves until each refused record
+	// stands alone).
+	splits atomic.Int64
 }
+
+// SplitRequests is how many extra requests isolating refused records took.
+func (h *HTTP) SplitRequests() int64 { return h.splits.Load() }
+
+// splitBudget bounds the extra requests one batch may take to isolate what
+// the collector refuses: about log2(batch) per refused record, for up to 16
+// of them. Past it, a refused part is dead-lettered whole (a collector that
+// refuses most of a batch would otherwise cost a request per record).
+func splitBudget(n int) int { return 2 * 16 * bits.Len(uint(n)) }
 
 // maxErrorBody bounds how much of a refusal's body is kept as the reason.
 const maxErrorBody = 512
@@ -89,8 +104,9 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 // one fails transiently is sent again with the whole batch (at least once).
 func (h *HTTP) Send(ctx context.Context, records [][]byte) error {
 	rejected := map[int]string{}
+	budget := splitBudget(len(records))
 	for _, part := range h.parts(records) {
-		if err := h.sendPart(ctx, records, part, rejected); err != nil {
+		if err := h.sendPart(ctx, records, part, rejected, &budget); err != nil {
 			if len(rejected) > 0 {
 				return &RejectedError{Reasons: rejected, Retry: err}
 			}
@@ -127,7 +143,7 @@ func (h *HTTP) parts(records [][]byte) []span {
 // sendPart posts records[s.lo:s.hi]. When the collector refuses the content
 // of several records, it sends each half in turn, so that only the records
 // it refuses on their own are added to rejected (by their batch index).
-func (h *HTTP) sendPart(ctx context.Context, records [][]byte, s span, rejected map[int]string) error {
+func (h *HTTP) sendPart(ctx context.Context, records [][]byte, s span, rejected map[int]string, budget *int) error {
 	err := h.post(ctx, records[s.lo:s.hi])
 	var refused *contentError
 	if !errors.As(err, &refused) {
@@ -139,12 +155,19 @@ func (h *HTTP) sendPart(ctx context.Context, records [][]byte, s span, rejected 
 	}
 	if refused.status == http.StatusRequestEntityTooLarge {
 		h.lower(records[s.lo:s.hi])
+	} else if *budget < 2 {
+		for i := s.lo; i < s.hi; i++ {
+			rejected[i] = refused.Error() + " (refused with " + strconv.Itoa(s.hi-s.lo-1) + " other records; not split further: the batch's split requests are spent)"
+		}
+		return nil
 	}
+	*budget -= 2
+	h.splits.Add(2)
 	mid := s.lo + (s.hi-s.lo)/2
-	if err := h.sendPart(ctx, records, span{s.lo, mid}, rejected); err != nil {
+	if err := h.sendPart(ctx, records, span{s.lo, mid}, rejected, budget); err != nil {
 		return err
 	}
-	return h.sendPart(ctx, records, span{mid, s.hi}, rejected)
+	return h.sendPart(ctx, records, span{mid, s.hi}, rejected, budget)
 }
 
 // lower records that a payload of these records was too large: later

@@ -1,9 +1,12 @@
 package forwarders
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
+	"math/bits"
 	"net/http"
 	"strings"
 	"sync"
@@ -367,4 +370,87 @@ func TestConsole(t *testing.T) {
 	if buf.String() != "{\"a\":1}\n{\"b\":2}\n" {
 		t.Fatalf("console wrote %q", buf.String())
 	}
+}
+
+// TestOneBadRecordNotAThousand: a collector that refuses any request holding
+// a marked record; 10 marked among 100,000: exactly those 10 are
+// dead-lettered, the rest delivered once and in order, and the extra
+// requests are bounded (about 2·log2(batch) a refused record) and counted.
+func TestOneBadRecordNotAThousand(t *testing.T) {
+	const n, marked = 100_000, 10
+	bad := func(k int) bool { return k%(n/marked) == 1234 }
+	q := openQueue(t)
+	c := newCollector(t)
+	c.setAnswer(func(req int, body []byte) int {
+		for k := 1234; k < n; k += n / marked {
+			if bytes.Contains(body, fmt.Appendf(nil, `"n":%d}`, k)) {
+				return 400
+			}
+		}
+		return 200
+	})
+	fill(t, q, 0, n)
+	sink, err := NewHTTP(HTTPConfig{URL: c.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sink.Close() })
+	w := NewWorker(Config{Name: "collector", Logger: quietLog, Retry: fastRetry, Batching: Batching{MaxRecords: 1000, Linger: -1}}, q, sink)
+	stop := runWorker(t, w)
+	waitFor(t, "every good record", 120*time.Second, func() bool { return len(c.records()) >= n-marked })
+	stop()
+	got := c.records()
+	if len(got) != n-marked {
+		t.Fatalf("collector got %d records, want %d", len(got), n-marked)
+	}
+	k := 0
+	for _, r := range got {
+		for bad(k) {
+			k++
+		}
+		if numberOf(t, r) != k {
+			t.Fatalf("record %d where %d was due: not once and in order", numberOf(t, r), k)
+		}
+		k++
+	}
+	if dl, _ := dlqOf(t, q); dl != marked || w.Stats().Rejected.Load() != marked {
+		t.Fatalf("DLQ holds %d, Rejected %d; want %d", dl, w.Stats().Rejected.Load(), marked)
+	}
+	if s, most := sink.SplitRequests(), int64(marked*2*bits.Len(1000)); s == 0 || s > most {
+		t.Fatalf("%d split requests; want some, at most %d", s, most)
+	}
+	t.Logf("%d marked of %d: %d extra requests to isolate them", marked, n, sink.SplitRequests())
+}
+
+// A collector that refuses every record: the split stops at its budget and
+// dead-letters the rest of the batch whole, saying why.
+func TestSplitBudget(t *testing.T) {
+	q := openQueue(t)
+	c := newCollector(t)
+	c.setAnswer(func(int, []byte) int { return 400 })
+	fill(t, q, 0, 1000)
+	sink, err := NewHTTP(HTTPConfig{URL: c.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sink.Close() })
+	w := NewWorker(Config{Name: "collector", Logger: quietLog, Retry: fastRetry, Batching: Batching{MaxRecords: 1000, Linger: -1}}, q, sink)
+	stop := runWorker(t, w)
+	waitFor(t, "the batch dead-lettered", 30*time.Second, func() bool { return w.Stats().Rejected.Load() == 1000 })
+	stop()
+	if s := sink.SplitRequests(); s > int64(splitBudget(1000)) {
+		t.Fatalf("%d split requests, over the budget of %d", s, splitBudget(1000))
+	}
+	db, err := sql.Open("sqlite", outbox.DLQPath(q.Path()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var whole, alone int
+	db.QueryRow(`SELECT COUNT(*) FROM sink_dlq WHERE error_message LIKE '%not split further%'`).Scan(&whole)
+	db.QueryRow(`SELECT COUNT(*) FROM sink_dlq WHERE error_message NOT LIKE '%not split further%'`).Scan(&alone)
+	if whole == 0 || alone == 0 || whole+alone != 1000 {
+		t.Fatalf("%d dead-lettered whole (the budget spent), %d alone; want some of each, 1000 in all", whole, alone)
+	}
+	t.Logf("%d split requests: %d records isolated, %d dead-lettered whole", sink.SplitRequests(), alone, whole)
 }

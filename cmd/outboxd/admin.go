@@ -231,6 +231,7 @@ var (
 	descFull  = prometheus.NewDesc("outboxd_sink_full",
 		"1 while the sink's queue is full (max_records, or max_disk_bytes for the outbox file): its when_full policy applies.", []string{"sink"}, nil)
 	descDiskFull  = prometheus.NewDesc("outboxd_outbox_disk_full", "1 while the outbox file's disk is full and new records are refused.", nil, nil)
+	descSplits    = prometheus.NewDesc("outboxd_forward_split_requests_total", "Extra requests an HTTP sink made to isolate records its collector refused (a refused batch split in halves).", []string{"sink"}, nil)
 	descDiskUsed  = prometheus.NewDesc("outboxd_outbox_used_bytes", "Bytes of the outbox file in live pages, what max_disk_bytes limits (only while it is set).", nil, nil)
 	descDiskLimit = prometheus.NewDesc("outboxd_outbox_limit_bytes", "max_disk_bytes: the outbox file's limit of live pages (only while it is set).", nil, nil)
 	descCommitLat = prometheus.NewDesc("outboxd_outbox_commit_seconds", "Time per outbox commit: its statements and its fsync.", nil, nil)
@@ -277,6 +278,9 @@ func (c sinkCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descLimit, float64(m))
 		}
 		gauge(descFull, boolFloat(s.queue.Full()))
+		if sp, ok := s.sink.(interface{ SplitRequests() int64 }); ok {
+			counter(descSplits, sp.SplitRequests())
+		}
 		ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(c.d.router.Dropped(s.name)), s.name, "newest")
 		ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(s.queue.Evicted()), s.name, "oldest")
 		if stats == nil { // every sink's queue is a table of the one outbox file

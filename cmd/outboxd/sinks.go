@@ -21,6 +21,7 @@ type sinkRun struct {
 	conf   config.Sink
 	queue  *outbox.Queue[[]byte]
 	worker *forwarders.Worker
+	sink   forwarders.Sink
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -98,7 +99,7 @@ func (d *daemon) startSink(name string, sc config.Sink, q *outbox.Queue[[]byte],
 		Logger:             d.log,
 	}, q, sink)
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &sinkRun{name: name, conf: sc, queue: q, worker: w, cancel: cancel, done: make(chan struct{})}
+	s := &sinkRun{name: name, conf: sc, queue: q, worker: w, sink: sink, cancel: cancel, done: make(chan struct{})}
 	go func() { // owned by s: stop cancels it and waits for done
 		defer close(s.done)
 		defer sink.Close()
