@@ -390,12 +390,7 @@ func TestOneBadRecordNotAThousand(t *testing.T) {
 		return 200
 	})
 	fill(t, q, 0, n)
-	sink, err := NewHTTP(HTTPConfig{URL: c.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sink.Close() })
-	w := NewWorker(Config{Name: "collector", Logger: quietLog, Retry: fastRetry, Batching: Batching{MaxRecords: 1000, Linger: -1}}, q, sink)
+	sink, w := splitWorker(t, q, c)
 	stop := runWorker(t, w)
 	waitFor(t, "every good record", 120*time.Second, func() bool { return len(c.records()) >= n-marked })
 	stop()
@@ -429,12 +424,7 @@ func TestSplitBudget(t *testing.T) {
 	c := newCollector(t)
 	c.setAnswer(func(int, []byte) int { return 400 })
 	fill(t, q, 0, 1000)
-	sink, err := NewHTTP(HTTPConfig{URL: c.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sink.Close() })
-	w := NewWorker(Config{Name: "collector", Logger: quietLog, Retry: fastRetry, Batching: Batching{MaxRecords: 1000, Linger: -1}}, q, sink)
+	sink, w := splitWorker(t, q, c)
 	stop := runWorker(t, w)
 	waitFor(t, "the batch dead-lettered", 30*time.Second, func() bool { return w.Stats().Rejected.Load() == 1000 })
 	stop()
@@ -453,4 +443,15 @@ func TestSplitBudget(t *testing.T) {
 		t.Fatalf("%d dead-lettered whole (the budget spent), %d alone; want some of each, 1000 in all", whole, alone)
 	}
 	t.Logf("%d split requests: %d records isolated, %d dead-lettered whole", sink.SplitRequests(), alone, whole)
+}
+
+// splitWorker is an HTTP sink to c and its worker on q, in batches of 1000.
+func splitWorker(t *testing.T, q *outbox.Queue[[]byte], c *collector) (*HTTP, *Worker) {
+	t.Helper()
+	sink, err := NewHTTP(HTTPConfig{URL: c.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sink.Close() })
+	return sink, NewWorker(Config{Name: "collector", Logger: quietLog, Retry: fastRetry, Batching: Batching{MaxRecords: 1000, Linger: -1}}, q, sink)
 }
