@@ -2,13 +2,13 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"net"
 	"net/url"
 	"os"
 	"regexp"
 	"slices"
-	"maps"
 	"sort"
 	"strings"
 	"time"

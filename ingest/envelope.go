@@ -63,7 +63,7 @@ func newSyslogEnvelope(m SyslogMessage, received time.Time, source, peer string,
 	e := SyslogEnvelope{
 		TS: m.Timestamp, ReceivedAt: received, Host: m.Hostname, Source: source,
 		App: m.AppName, ProcID: m.ProcID, MsgID: m.MsgID, StructuredData: m.StructuredData,
-		RecordID: newRecordID(),
+		RecordID:     newRecordID(),
 		SyslogFormat: m.Format, ParseError: m.Format == FormatUnparsed,
 	}
 	if e.TS.IsZero() {

@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/plog"
@@ -143,7 +144,11 @@ func decode(ct string, body []byte) (plog.Logs, error) {
 	ld, err = unmarshal(body)
 	if err != nil {
 		// An id of the wrong length is left out, not a reason to refuse
-		// the request (ids.go); anything else wrong stays an error.
+		// the request (ids.go); anything else wrong stays an error, and is
+		// not looked at again (pdata's id errors name an "ID").
+		if !strings.Contains(err.Error(), "ID") {
+			return plog.Logs{}, fmt.Errorf("undecodable ExportLogsServiceRequest: %w", err)
+		}
 		if fixed, changed := fix(body); changed {
 			if ld, ferr := unmarshal(fixed); ferr == nil {
 				return ld, nil

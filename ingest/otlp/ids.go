@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
+	"sync"
 
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -80,9 +81,17 @@ func rewrite(msg []byte, depth int) ([]byte, bool) {
 	return out, true
 }
 
+// jsonFixing lets one withoutBadIDsJSON run at a time.
+var jsonFixing sync.Mutex
+
 // withoutBadIDsJSON is withoutBadIDsProto for OTLP JSON, whose ids are hex:
 // an id that is not 32 (trace) or 16 (span) hex digits is removed.
 func withoutBadIDsJSON(req []byte) ([]byte, bool) {
+	// The generic decode takes several times the body, outside the ingest
+	// budget: one at a time, so that clients sending such requests at once
+	// cannot multiply it.
+	jsonFixing.Lock()
+	defer jsonFixing.Unlock()
 	d := json.NewDecoder(bytes.NewReader(req))
 	d.UseNumber() // int64 values as strings or numbers stay exact
 	var doc map[string]any
